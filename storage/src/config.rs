@@ -46,9 +46,7 @@ impl FromStr for Durability {
             "immediate" => Ok(Durability::Immediate),
             "none" => Ok(Durability::None),
             other => {
-                let ms = other
-                    .strip_prefix("periodic:")
-                    .ok_or_else(|| bad("use immediate, periodic:<ms> or none"))?;
+                let ms = other.strip_prefix("periodic:").ok_or_else(|| bad("use immediate, periodic:<ms> or none"))?;
                 let ms: u64 = ms.parse().map_err(|_| bad("periodic:<ms> takes a whole number of milliseconds"))?;
                 if ms == 0 {
                     return Err(bad("the period must be at least 1 ms"));
@@ -95,7 +93,7 @@ impl Default for Config {
             salvage: false,
             compaction_threshold: 0.5,
             background_compaction: true,
-            io: Arc::new(StdIo),
+            io: Arc::new(StdIo::default()),
         }
     }
 }

@@ -1,0 +1,109 @@
+//! Ordered, double-ended iteration over a dimension.
+//!
+//! The iterator never holds the index lock while the caller works: it copies a batch of
+//! keys and locations under the read lock, releases it, and hands them out one by one.
+//! The front and back each remember the last key they handed out and narrow the range
+//! past it, so the two ends never hand out the same key.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::dimension::DimInner;
+use crate::{Result, Value};
+
+const BATCH: usize = 128;
+
+/// Iterator over `(key, value)` pairs in key order; see [`Dimension::range`](crate::Dimension::range).
+pub struct Iter {
+    dim: Arc<DimInner>,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    front: VecDeque<(Vec<u8>, Result<Value>)>,
+    back: VecDeque<(Vec<u8>, Result<Value>)>,
+    exhausted: bool,
+}
+
+impl Iter {
+    pub(crate) fn new(dim: Arc<DimInner>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
+        Iter { dim, lo, hi, front: VecDeque::new(), back: VecDeque::new(), exhausted: false }
+    }
+
+    fn range_is_empty(&self) -> bool {
+        match (&self.lo, &self.hi) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b))
+            | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+            _ => false,
+        }
+    }
+
+    /// Copies the next batch from one end of the remaining range.
+    fn refill(&mut self, from_back: bool) {
+        if self.exhausted || self.range_is_empty() {
+            self.exhausted = true;
+            return;
+        }
+        if let Err(e) = self.dim.check_live() {
+            self.front.push_back((Vec::new(), Err(e)));
+            self.exhausted = true;
+            return;
+        }
+        let state = self.dim.state.read();
+        let range = state.index.range::<[u8], _>((bound_ref(&self.lo), bound_ref(&self.hi)));
+        let mut got = Vec::with_capacity(BATCH);
+        if from_back {
+            for (k, loc) in range.rev().take(BATCH) {
+                got.push((k.to_vec(), state.value(loc)));
+            }
+        } else {
+            for (k, loc) in range.take(BATCH) {
+                got.push((k.to_vec(), state.value(loc)));
+            }
+        }
+        drop(state);
+        let Some((last, _)) = got.last() else {
+            self.exhausted = true;
+            return;
+        };
+        if from_back {
+            self.hi = Bound::Excluded(last.clone());
+            self.back.extend(got);
+        } else {
+            self.lo = Bound::Excluded(last.clone());
+            self.front.extend(got);
+        }
+    }
+}
+
+fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Vec<u8>, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front.is_empty() {
+            self.refill(false);
+        }
+        // When the middle is used up, what the back end fetched is next in line.
+        let (k, v) = self.front.pop_front().or_else(|| self.back.pop_back())?;
+        Some(v.map(|v| (k, v)))
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.back.is_empty() {
+            self.refill(true);
+        }
+        let (k, v) = self.back.pop_front().or_else(|| self.front.pop_back())?;
+        Some(v.map(|v| (k, v)))
+    }
+}

@@ -1,0 +1,178 @@
+//! A sealed layer's key index (`layers/Lnnnnnnnn.keys`): for every key written in the
+//! layer, its newest entry there (offset, sizes, sequence number, put or delete).
+//!
+//! It lets open rebuild the in-memory index by reading keys only, never values. It is
+//! derived data: if it is missing or damaged, open rebuilds it by scanning the layer.
+
+use std::path::Path;
+
+use crate::io::{read_all, Io};
+use crate::record::{u32_at, u64_at, FileHeader, FileKind, Kind, FILE_HEADER_LEN};
+use crate::{Error, Result};
+
+const META_LEN: usize = 16;
+const ITEM_HEADER_LEN: usize = 20;
+
+/// One key's newest entry in the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyItem<'a> {
+    pub kind: Kind,
+    pub key: &'a [u8],
+    pub value_len: u32,
+    /// Offset of the entry (its header) in the layer file.
+    pub offset: u32,
+    pub seq: u64,
+}
+
+/// Encodes a key index. `data_end` is where the layer's records end.
+pub(crate) fn encode<'a>(
+    dimension_id: u32,
+    layer_id: u32,
+    data_end: u32,
+    items: impl IntoIterator<Item = KeyItem<'a>>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&FileHeader { kind: FileKind::Keys, dimension_id, layer_id }.encode());
+    out.resize(FILE_HEADER_LEN + META_LEN, 0);
+    let mut count = 0u32;
+    for it in items {
+        out.push(it.kind as u8);
+        out.push(0);
+        out.extend_from_slice(&(it.key.len() as u16).to_le_bytes());
+        out.extend_from_slice(&it.value_len.to_le_bytes());
+        out.extend_from_slice(&it.offset.to_le_bytes());
+        out.extend_from_slice(&it.seq.to_le_bytes());
+        out.extend_from_slice(it.key);
+        count += 1;
+    }
+    let body_len = (out.len() - FILE_HEADER_LEN - META_LEN) as u32;
+    let m = FILE_HEADER_LEN;
+    out[m..m + 4].copy_from_slice(&count.to_le_bytes());
+    out[m + 4..m + 8].copy_from_slice(&data_end.to_le_bytes());
+    out[m + 8..m + 12].copy_from_slice(&body_len.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[m..m + 12]);
+    crc.update(&out[m + META_LEN..]);
+    let crc = crc.finalize();
+    out[m + 12..m + 16].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A decoded key index.
+pub(crate) struct KeyIndex {
+    pub header: FileHeader,
+    pub data_end: u32,
+    bytes: Vec<u8>,
+}
+
+impl KeyIndex {
+    /// Checks the header and checksum; the error says what is wrong.
+    pub fn decode(bytes: Vec<u8>) -> std::result::Result<KeyIndex, String> {
+        let header = FileHeader::decode(&bytes, FileKind::Keys)?;
+        let m = FILE_HEADER_LEN;
+        if bytes.len() < m + META_LEN {
+            return Err("key index is shorter than its header".into());
+        }
+        let count = u32_at(&bytes, m);
+        let data_end = u32_at(&bytes, m + 4);
+        let body_len = u32_at(&bytes, m + 8) as usize;
+        if bytes.len() != m + META_LEN + body_len {
+            return Err(format!("key index is {} bytes, its header says {}", bytes.len(), m + META_LEN + body_len));
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes[m..m + 12]);
+        crc.update(&bytes[m + META_LEN..]);
+        if crc.finalize() != u32_at(&bytes, m + 12) {
+            return Err("key index checksum mismatch".into());
+        }
+        let index = KeyIndex { header, data_end, bytes };
+        // Walk once so that iteration afterwards cannot fail.
+        let mut n = 0u32;
+        for item in index.raw_iter() {
+            item?;
+            n += 1;
+        }
+        if n != count {
+            return Err(format!("key index holds {n} items, its header says {count}"));
+        }
+        Ok(index)
+    }
+
+    pub fn load(io: &dyn Io, path: &Path) -> Result<KeyIndex> {
+        let bytes = read_all(io, path).map_err(Error::io("read", path))?;
+        KeyIndex::decode(bytes).map_err(|reason| Error::corruption(path, 0, reason))
+    }
+
+    fn raw_iter(&self) -> impl Iterator<Item = std::result::Result<KeyItem<'_>, String>> {
+        let body = &self.bytes[FILE_HEADER_LEN + META_LEN..];
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            if at >= body.len() {
+                return None;
+            }
+            let b = &body[at..];
+            if b.len() < ITEM_HEADER_LEN {
+                at = body.len();
+                return Some(Err("key index item is cut short".into()));
+            }
+            let Some(kind) = Kind::from_u8(b[0]) else {
+                at = body.len();
+                return Some(Err(format!("key index item at {at} has an unknown kind")));
+            };
+            let key_len = u16::from_le_bytes([b[2], b[3]]) as usize;
+            if key_len == 0 || ITEM_HEADER_LEN + key_len > b.len() {
+                at = body.len();
+                return Some(Err(format!("key index item at {at} has a bad key length")));
+            }
+            let item = KeyItem {
+                kind,
+                key: &b[ITEM_HEADER_LEN..ITEM_HEADER_LEN + key_len],
+                value_len: u32_at(b, 4),
+                offset: u32_at(b, 8),
+                seq: u64_at(b, 12),
+            };
+            at += ITEM_HEADER_LEN + key_len;
+            Some(Ok(item))
+        })
+    }
+
+    /// The items, in the order they were written. Already validated by `decode`.
+    pub fn iter(&self) -> impl Iterator<Item = KeyItem<'_>> {
+        self.raw_iter().filter_map(|r| r.ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items() -> Vec<KeyItem<'static>> {
+        vec![
+            KeyItem { kind: Kind::Put, key: b"alpha", value_len: 5, offset: 56, seq: 1 },
+            KeyItem { kind: Kind::Delete, key: b"beta", value_len: 0, offset: 100, seq: 2 },
+        ]
+    }
+
+    #[test]
+    fn round_trips() {
+        let bytes = encode(4, 9, 4000, items());
+        let idx = KeyIndex::decode(bytes).unwrap();
+        assert_eq!(idx.header.layer_id, 9);
+        assert_eq!(idx.header.dimension_id, 4);
+        assert_eq!(idx.data_end, 4000);
+        assert_eq!(idx.iter().collect::<Vec<_>>(), items());
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let bytes = encode(4, 9, 4000, items());
+        for i in 0..bytes.len() {
+            let mut d = bytes.clone();
+            d[i] ^= 0x01;
+            assert!(KeyIndex::decode(d).is_err(), "flip in byte {i} went unnoticed");
+        }
+        for cut in 0..bytes.len() {
+            assert!(KeyIndex::decode(bytes[..cut].to_vec()).is_err(), "cut at {cut} went unnoticed");
+        }
+    }
+}

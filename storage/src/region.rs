@@ -1,0 +1,63 @@
+//! The active region: creating one crash-safely, and cutting a torn tail on open.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::io::Io;
+use crate::record::{FileHeader, FileKind, FILE_HEADER_LEN};
+use crate::{Error, Result};
+
+/// Creates a region file at `dest` holding only its header, with `size` bytes allocated.
+/// It is built under `temp/`, synced, then renamed into place, so `dest` is either the old
+/// file or a complete new one, never half-made.
+pub(crate) fn create(
+    io: &dyn Io,
+    temp_dir: &Path,
+    dest: &Path,
+    dimension_id: u32,
+    layer_id: u32,
+    size: u64,
+) -> Result<()> {
+    let tmp = temp_dir.join(format!("region-D{dimension_id:02}-L{layer_id:08}-{}.tmp", unique()));
+    let file = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
+    let header = FileHeader { kind: FileKind::Log, dimension_id, layer_id }.encode();
+    let result = (|| {
+        file.allocate(size).map_err(Error::io("allocate", &tmp))?;
+        file.write_all_at(&header, 0).map_err(Error::io("write", &tmp))?;
+        file.sync_data().map_err(Error::io("fdatasync", &tmp))?;
+        io.rename(&tmp, dest).map_err(Error::io("rename", &tmp))?;
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        io.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = io.remove_file(&tmp);
+    }
+    result
+}
+
+/// A name part that no two calls in this process share.
+pub(crate) fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// After the last whole frame, a region must hold only zeros: stale frames from before a
+/// crash could otherwise come back to life once new writes close the gap in front of them.
+/// Returns how many bytes were zeroed.
+pub(crate) fn scrub_tail(io: &dyn Io, path: &Path, map: &[u8], end: usize) -> Result<usize> {
+    let tail = &map[end.max(FILE_HEADER_LEN).min(map.len())..];
+    let Some(last) = tail.iter().rposition(|&b| b != 0) else { return Ok(0) };
+    let n = last + 1;
+    let file = io.open(path, false).map_err(Error::io("open", path))?;
+    let zeros = vec![0u8; n.min(1 << 20)];
+    let mut done = 0;
+    while done < n {
+        let k = zeros.len().min(n - done);
+        file.write_all_at(&zeros[..k], (end + done) as u64).map_err(Error::io("write", path))?;
+        done += k;
+    }
+    file.sync_data().map_err(Error::io("fdatasync", path))?;
+    Ok(n)
+}

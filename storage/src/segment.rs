@@ -1,0 +1,112 @@
+//! A log file of one dimension (the active region or a sealed layer), memory-mapped.
+//!
+//! Readers get values straight out of the map. The active region grows in place; when it
+//! does, it is mapped again and the old map lives on for as long as a [`Value`] holds it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use parking_lot::RwLock;
+
+use crate::io::{Io, IoFile};
+use crate::record::{
+    decode_entry, decode_frame, Entry, FileHeader, FileKind, FrameHeader, Invalid, Kind, FILE_HEADER_LEN,
+};
+use crate::{Error, Result, Value, Version};
+
+pub(crate) struct Segment {
+    pub layer_id: u32,
+    pub file: Arc<dyn IoFile>,
+    path: RwLock<PathBuf>,
+    map: RwLock<Arc<Mmap>>,
+}
+
+impl Segment {
+    /// Opens and maps a log file, checking its header.
+    pub fn open(io: &dyn Io, path: &Path, dimension_id: u32) -> Result<Segment> {
+        let file = io.open(path, false).map_err(Error::io("open", path))?;
+        let map = file.map().map_err(Error::io("mmap", path))?;
+        let header = FileHeader::decode(&map, FileKind::Log).map_err(|reason| Error::corruption(path, 0, reason))?;
+        if header.dimension_id != dimension_id {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!("file belongs to dimension {}, found in dimension {dimension_id}", header.dimension_id),
+            ));
+        }
+        Ok(Segment {
+            layer_id: header.layer_id,
+            file,
+            path: RwLock::new(path.to_path_buf()),
+            map: RwLock::new(Arc::new(map)),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path.read().clone()
+    }
+
+    pub fn set_path(&self, path: PathBuf) {
+        *self.path.write() = path;
+    }
+
+    pub fn map(&self) -> Arc<Mmap> {
+        self.map.read().clone()
+    }
+
+    /// Maps the file again after it grew.
+    pub fn remap(&self) -> Result<()> {
+        let map = self.file.map().map_err(Error::io("mmap", self.path()))?;
+        *self.map.write() = Arc::new(map);
+        Ok(())
+    }
+
+    /// Reads and verifies the entry at `offset` of `map`; a put becomes a [`Value`].
+    pub fn read_value(&self, map: Arc<Mmap>, offset: u32, version: Version) -> Result<Value> {
+        let at = offset as usize;
+        let bytes = map.get(at..).unwrap_or(&[]);
+        match decode_entry(bytes) {
+            Ok((Entry { kind: Kind::Put, key, value }, _)) => {
+                let start = at + crate::record::ENTRY_HEADER_LEN + key.len();
+                let len = value.len();
+                Ok(Value::new(map, start, len, version))
+            }
+            Ok(_) => Err(Error::corruption(self.path(), offset as u64, "index points at a delete entry")),
+            Err(Invalid::Bad(reason)) => Err(Error::corruption(self.path(), offset as u64, reason)),
+            Err(_) => Err(Error::corruption(self.path(), offset as u64, "entry runs past the end of the file")),
+        }
+    }
+}
+
+/// The outcome of walking the frames of a log.
+pub(crate) struct Scan {
+    /// Where the last whole frame ends.
+    pub end: usize,
+    /// Why the walk stopped before `limit`, if it did for another reason than clean zeros.
+    pub stopped: Option<(usize, &'static str)>,
+}
+
+/// Walks the frames of `log[FILE_HEADER_LEN..limit]`, calling `each` for every whole,
+/// verified frame with its offset and entries (offsets relative to the file).
+pub(crate) fn scan_frames<'a>(
+    log: &'a [u8],
+    limit: usize,
+    mut each: impl FnMut(usize, &FrameHeader, &[(usize, Entry<'a>)]),
+) -> Scan {
+    let limit = limit.min(log.len());
+    let mut at = FILE_HEADER_LEN;
+    while at < limit {
+        match decode_frame(&log[at..limit]) {
+            Ok((header, entries)) => {
+                let abs: Vec<(usize, Entry<'a>)> = entries.into_iter().map(|(o, e)| (at + o, e)).collect();
+                each(at, &header, &abs);
+                at += header.total_len();
+            }
+            Err(Invalid::End) => return Scan { end: at, stopped: None },
+            Err(Invalid::Truncated) => return Scan { end: at, stopped: Some((at, "frame cut short")) },
+            Err(Invalid::Bad(reason)) => return Scan { end: at, stopped: Some((at, reason)) },
+        }
+    }
+    Scan { end: at, stopped: None }
+}

@@ -1,0 +1,349 @@
+//! The store: a data directory, its lock, and its dimensions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::dimension;
+use crate::io::Io;
+use crate::layout::{parse_dir_name, validate_dimension_name, Layout, DEFAULT_DIMENSION};
+use crate::lock::LockFile;
+use crate::{Config, Dimension, DimensionStats, Durability, Error, Result};
+
+/// What every dimension of a store shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub io: Arc<dyn Io>,
+    pub layout: Layout,
+    pub syncs: AtomicU64,
+    pub compactions: AtomicU64,
+    read_only: Mutex<Option<String>>,
+    _lock: LockFile,
+}
+
+impl Shared {
+    /// Turns the store read-only until it is reopened (after a failed sync, retrying and
+    /// acknowledging would be a lie: the kernel may have dropped the dirty pages).
+    pub fn poison(&self, reason: String) {
+        tracing::error!(reason, "store is now read-only until reopened");
+        let mut r = self.read_only.lock();
+        if r.is_none() {
+            *r = Some(reason);
+        }
+    }
+
+    pub fn check_writable(&self) -> Result<()> {
+        match &*self.read_only.lock() {
+            Some(reason) => Err(Error::ReadOnly(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.lock().is_some()
+    }
+}
+
+struct StoreInner {
+    shared: Arc<Shared>,
+    dims: RwLock<BTreeMap<u32, Dimension>>,
+    /// Serialises creating and dropping dimensions.
+    ddl: Mutex<()>,
+    recovery_time: Duration,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// An open store. Cheap to clone (`Send + Sync`); the directory stays locked, and a final
+/// sync runs, when the last clone (and the last [`Dimension`] handle) is dropped.
+///
+/// ```
+/// use jessy_storage::{Store, Config, Durability};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open_with(dir.path(), Config::default().durability(Durability::None))?;
+/// let default = store.dimension("default")?;
+/// default.put(b"hello", b"world")?;
+/// store.sync()?;
+/// assert_eq!(store.stats().dimensions[0].keys, 1);
+/// # Ok::<(), jessy_storage::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+/// Numbers about the whole store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStats {
+    /// One entry per dimension, by id.
+    pub dimensions: Vec<DimensionStats>,
+    /// `fdatasync` calls made for commits since open.
+    pub syncs: u64,
+    /// Compactions run since open.
+    pub compactions: u64,
+    /// How long open took (reading manifests, key indexes and active regions).
+    pub recovery_time: Duration,
+    /// Why the store refuses writes, if it does.
+    pub read_only: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path` with the default [`Config`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, Config::default())
+    }
+
+    /// Opens the store in `config`'s base path (`MMAP_BASE_PATH` with [`Config::from_env`]).
+    pub fn open_config(config: Config) -> Result<Store> {
+        let path = config.base_path.clone();
+        Store::open_with(path, config)
+    }
+
+    /// Opens (creating if needed) the store in `path`.
+    pub fn open_with(path: impl AsRef<Path>, mut config: Config) -> Result<Store> {
+        let started = Instant::now();
+        config.validate()?;
+        let base = path.as_ref().to_path_buf();
+        config.base_path = base.clone();
+        let io = config.io.clone();
+        io.create_dir_all(&base).map_err(Error::io("create directory", &base))?;
+        let layout = Layout { base };
+        let lock = LockFile::acquire(&layout.lock())?;
+        tracing::debug!(lock = %lock.path().display(), "store locked");
+        for dir in [layout.consciousness(), layout.proto(), layout.temp()] {
+            io.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        }
+        let shared = Arc::new(Shared {
+            config,
+            io,
+            layout,
+            syncs: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            read_only: Mutex::new(None),
+            _lock: lock,
+        });
+        sweep_scratch(&shared)?;
+
+        let mut dims = BTreeMap::new();
+        for id in list_dimensions(&shared)? {
+            let inner = dimension::open(&shared, id)?;
+            dims.insert(id, Dimension { inner: Arc::new(inner) });
+        }
+        if !dims.contains_key(&1) {
+            dimension::create(&shared, 1, DEFAULT_DIMENSION)?;
+            dims.insert(1, Dimension { inner: Arc::new(dimension::open(&shared, 1)?) });
+        }
+        let recovery_time = started.elapsed();
+        tracing::info!(path = %shared.layout.base.display(), dimensions = dims.len(), ms = recovery_time.as_millis() as u64, "store opened");
+        let store = Store {
+            inner: Arc::new(StoreInner {
+                shared,
+                dims: RwLock::new(dims),
+                ddl: Mutex::new(()),
+                recovery_time,
+                stop: Arc::new((Mutex::new(false), Condvar::new())),
+                background: Mutex::new(None),
+            }),
+        };
+        store.start_background();
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.shared.layout.base
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.shared.config
+    }
+
+    /// Opens the dimension called `name`, creating it if it does not exist. `D07`-style
+    /// directory names open an existing dimension by id.
+    pub fn dimension(&self, name: &str) -> Result<Dimension> {
+        self.create_dimension(name).map(|(d, _)| d)
+    }
+
+    /// Like [`Store::dimension`], also saying whether it was created now.
+    pub fn create_dimension(&self, name: &str) -> Result<(Dimension, bool)> {
+        if let Ok(d) = self.get_dimension(name) {
+            return Ok((d, false));
+        }
+        if parse_dir_name(name).is_some() {
+            return Err(Error::DimensionNotFound(name.to_string()));
+        }
+        validate_dimension_name(name)?;
+        let _ddl = self.inner.ddl.lock();
+        if let Ok(d) = self.get_dimension(name) {
+            return Ok((d, false));
+        }
+        let shared = &self.inner.shared;
+        shared.check_writable()?;
+        let id = self.inner.dims.read().keys().next_back().copied().unwrap_or(1) + 1;
+        dimension::create(shared, id, name)?;
+        let dim = Dimension { inner: Arc::new(dimension::open(shared, id)?) };
+        self.inner.dims.write().insert(id, dim.clone());
+        tracing::info!(name, id, "created dimension");
+        Ok((dim, true))
+    }
+
+    /// The existing dimension with this name or directory name (`D07`).
+    pub fn get_dimension(&self, name_or_dir: &str) -> Result<Dimension> {
+        let dims = self.inner.dims.read();
+        let found = match parse_dir_name(name_or_dir) {
+            Some(id) => dims.get(&id),
+            None => dims.values().find(|d| d.inner.name == name_or_dir),
+        };
+        found.cloned().ok_or_else(|| Error::DimensionNotFound(name_or_dir.to_string()))
+    }
+
+    /// Every dimension, by id.
+    pub fn dimensions(&self) -> Vec<Dimension> {
+        self.inner.dims.read().values().cloned().collect()
+    }
+
+    /// Removes a dimension and its data: its directory is renamed into `temp/` (one atomic
+    /// step), then deleted. Values already read stay valid.
+    pub fn drop_dimension(&self, name_or_dir: &str) -> Result<()> {
+        let _ddl = self.inner.ddl.lock();
+        let dim = self.get_dimension(name_or_dir)?;
+        if dim.id() == 1 {
+            return Err(Error::CannotDropDefault);
+        }
+        let shared = &self.inner.shared;
+        shared.check_writable()?;
+        let io = &*shared.io;
+        let dir = dim.inner.paths().dir.clone();
+        let grave = shared.layout.temp().join(format!("drop-{}-{}", dim.dir(), crate::region::unique()));
+        dim.inner.mark_dropped();
+        io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
+        let parent = shared.layout.consciousness();
+        io.sync_dir(&parent).map_err(Error::io("fsync directory", &parent))?;
+        self.inner.dims.write().remove(&dim.id());
+        if let Err(e) = io.remove_dir_all(&grave) {
+            tracing::warn!(path = %grave.display(), error = %e, "could not delete a dropped dimension; the next open sweeps it");
+        }
+        tracing::info!(name = %dim.inner.name, "dropped dimension");
+        Ok(())
+    }
+
+    /// Makes every write so far durable, in every dimension.
+    pub fn sync(&self) -> Result<()> {
+        for d in self.dimensions() {
+            d.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Numbers about the store.
+    pub fn stats(&self) -> StoreStats {
+        let shared = &self.inner.shared;
+        StoreStats {
+            dimensions: self.dimensions().iter().map(|d| d.stats()).collect(),
+            syncs: shared.syncs.load(Ordering::Relaxed),
+            compactions: shared.compactions.load(Ordering::Relaxed),
+            recovery_time: self.inner.recovery_time,
+            read_only: shared.read_only.lock().clone(),
+        }
+    }
+
+    /// Syncs everything and drops this handle; the lock goes with the last handle.
+    pub fn close(self) -> Result<()> {
+        let result = self.dimensions().iter().try_for_each(|d| d.inner.close());
+        drop(self);
+        result
+    }
+
+    /// Under `Durability::Periodic`, a thread syncs dirty dimensions at the interval.
+    fn start_background(&self) {
+        let Durability::Periodic(every) = self.inner.shared.config.durability else { return };
+        let weak: Weak<StoreInner> = Arc::downgrade(&self.inner);
+        let stop = self.inner.stop.clone();
+        let handle = std::thread::Builder::new().name("jessy-sync".into()).spawn(move || loop {
+            {
+                let (flag, cv) = &*stop;
+                let mut stopped = flag.lock();
+                if !*stopped {
+                    cv.wait_for(&mut stopped, every);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let dims: Vec<Dimension> = inner.dims.read().values().cloned().collect();
+            drop(inner);
+            for d in dims {
+                d.inner.sync_if_dirty();
+            }
+        });
+        match handle {
+            Ok(h) => *self.inner.background.lock() = Some(h),
+            Err(e) => tracing::error!(error = %e, "could not start the periodic sync thread; syncing on close only"),
+        }
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        {
+            let (flag, cv) = &*self.stop;
+            *flag.lock() = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.background.lock().take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        for d in self.dims.read().values() {
+            if let Err(e) = d.inner.close() {
+                tracing::error!(error = %e, dimension = %d.inner.name, "sync on close failed");
+            }
+        }
+    }
+}
+
+/// The ids of the dimension directories under `consciousness/`.
+fn list_dimensions(shared: &Shared) -> Result<Vec<u32>> {
+    let dir = shared.layout.consciousness();
+    let mut ids = Vec::new();
+    for p in shared.io.read_dir(&dir).map_err(Error::io("read directory", &dir))? {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        match parse_dir_name(name) {
+            Some(id) if p.is_dir() => ids.push(id),
+            _ => {
+                tracing::warn!(path = %p.display(), "ignoring an entry of consciousness/ that is not a dimension directory")
+            }
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Removes what crashed operations left in `temp/` and `proto/`.
+fn sweep_scratch(shared: &Shared) -> Result<()> {
+    for dir in [shared.layout.temp(), shared.layout.proto()] {
+        for p in shared.io.read_dir(&dir).map_err(Error::io("read directory", &dir))? {
+            tracing::info!(path = %p.display(), "removing a leftover of an interrupted operation");
+            let r = if p.is_dir() { shared.io.remove_dir_all(&p) } else { shared.io.remove_file(&p) };
+            r.map_err(Error::io("remove", &p))?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + Clone>() {}
+    is::<Store>();
+    is::<Dimension>();
+    is::<crate::Value>();
+    let _: Option<PathBuf> = None;
+}
