@@ -138,6 +138,12 @@ pub struct CompactReport {
     pub layers_compacted: usize,
 }
 
+impl std::fmt::Debug for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dimension").field("id", &self.inner.id).field("name", &self.inner.name).finish()
+    }
+}
+
 fn check_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(Error::EmptyKey);

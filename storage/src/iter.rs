@@ -24,6 +24,12 @@ pub struct Iter {
     exhausted: bool,
 }
 
+impl std::fmt::Debug for Iter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter").field("lo", &self.lo).field("hi", &self.hi).finish_non_exhaustive()
+    }
+}
+
 impl Iter {
     pub(crate) fn new(dim: Arc<DimInner>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
         Iter { dim, lo, hi, front: VecDeque::new(), back: VecDeque::new(), exhausted: false }

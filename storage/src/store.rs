@@ -77,6 +77,12 @@ pub struct Store {
     inner: Arc<StoreInner>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.shared.layout.base).finish_non_exhaustive()
+    }
+}
+
 /// Numbers about the whole store.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreStats {

@@ -1,0 +1,254 @@
+//! The embedded API, as a user of the crate meets it.
+
+mod common;
+
+use common::*;
+use jessy_storage::{Config, Durability, Error, Expect, Store, Version, WriteBatch};
+
+#[test]
+fn put_get_delete_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.id(), 1);
+    assert_eq!(d.dir(), "D01");
+    let v1 = d.put(b"k", b"one").unwrap();
+    let v2 = d.put(b"k", b"two").unwrap();
+    assert!(v2 > v1);
+    let got = d.get(b"k").unwrap().unwrap();
+    assert_eq!(&got[..], b"two");
+    assert_eq!(got.version(), v2);
+    assert!(d.get(b"missing").unwrap().is_none());
+    let v3 = d.delete(b"k").unwrap();
+    assert!(v3 > v2);
+    assert!(d.get(b"k").unwrap().is_none());
+    d.delete(b"never-there").unwrap();
+    d.put(b"empty-value", b"").unwrap();
+    assert_eq!(d.get(b"empty-value").unwrap().unwrap().len(), 0);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    assert!(matches!(d.put(b"", b"x"), Err(Error::EmptyKey)));
+    let long = vec![b'k'; 4097];
+    assert!(matches!(d.put(&long, b"x"), Err(Error::KeyTooLarge { len: 4097, max: 4096 })));
+    d.put(vec![b'k'; 4096], b"x").unwrap();
+    let err = d.put(b"big", vec![0u8; 20 * 1024]).unwrap_err();
+    assert_eq!(err.code(), "value_too_large");
+    assert!(err.to_string().contains("MMAP_MAX_SIZE"), "{err}");
+    assert!(d.get(b"big").unwrap().is_none());
+    assert_eq!(d.len(), 1);
+    for bad in ["", ".x", "a b", "x/y"] {
+        assert_eq!(store.dimension(bad).unwrap_err().code(), "invalid_dimension_name", "{bad:?}");
+    }
+}
+
+#[test]
+fn conditional_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("cond").unwrap();
+    let v1 = d.put_if(b"k", b"a", Expect::Absent).unwrap();
+    match d.put_if(b"k", b"b", Expect::Absent) {
+        Err(Error::ConditionFailed { current: Some(v), .. }) => assert_eq!(v, v1),
+        other => panic!("expected a failed condition, got {other:?}"),
+    }
+    assert!(d.put_if(b"k", b"b", Expect::Version(Version(v1.0 + 100))).is_err());
+    let v2 = d.put_if(b"k", b"b", Expect::Version(v1)).unwrap();
+    assert_eq!(&d.get(b"k").unwrap().unwrap()[..], b"b");
+    assert!(d.delete_if(b"k", Expect::Version(v1)).is_err());
+    d.delete_if(b"k", Expect::Version(v2)).unwrap();
+    assert!(d.put_if(b"k", b"c", Expect::Present).is_err());
+    assert!(d.get(b"k").unwrap().is_none());
+}
+
+#[test]
+fn batches_are_atomic_and_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    d.put(b"b", b"old").unwrap();
+    d.write(WriteBatch::new().put(b"a", b"1").delete(b"b").put(b"c", b"3").put(b"c", b"4")).unwrap();
+    assert_eq!(&d.get(b"a").unwrap().unwrap()[..], b"1");
+    assert!(d.get(b"b").unwrap().is_none());
+    assert_eq!(&d.get(b"c").unwrap().unwrap()[..], b"4");
+    // One bad op refuses the whole batch.
+    let err = d.write(WriteBatch::new().put(b"x", b"1").put(b"", b"2")).unwrap_err();
+    assert_eq!(err.code(), "empty_key");
+    assert!(d.get(b"x").unwrap().is_none());
+    d.write(WriteBatch::new()).unwrap();
+}
+
+fn keys(it: impl Iterator<Item = jessy_storage::Result<(Vec<u8>, jessy_storage::Value)>>) -> Vec<Vec<u8>> {
+    it.map(|r| r.unwrap().0).collect()
+}
+
+#[test]
+fn ordered_range_prefix_and_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default().durability(Durability::None));
+    let d = store.dimension("default").unwrap();
+    for k in ["user:1", "user:2", "user:3", "userx", "a", "user;", "\u{ff}"] {
+        d.put(k, k).unwrap();
+    }
+    d.put([0xffu8, 0xff], b"ff").unwrap();
+    let k = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+    assert_eq!(keys(d.prefix(b"user:")), k(&["user:1", "user:2", "user:3"]));
+    assert_eq!(keys(d.prefix(b"user:").rev()), k(&["user:3", "user:2", "user:1"]));
+    assert_eq!(keys(d.range(b"user:".as_slice()..b"user;".as_slice())), k(&["user:1", "user:2", "user:3"]));
+    assert_eq!(keys(d.range(b"user:2".as_slice()..=b"user;".as_slice())), k(&["user:2", "user:3", "user;"]));
+    assert_eq!(keys(d.prefix([0xffu8])), vec![vec![0xff, 0xff]]);
+    assert_eq!(d.iter().count(), 8);
+    // Both ends at once never repeat or skip a key.
+    let mut it = d.iter();
+    let mut seen = Vec::new();
+    loop {
+        match (it.next(), it.next_back()) {
+            (None, None) => break,
+            (a, b) => seen.extend(a.into_iter().chain(b).map(|r| r.unwrap().0)),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, keys(d.iter()));
+}
+
+#[test]
+fn long_scans_cross_batches_in_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::None));
+    let d = store.dimension("default").unwrap();
+    for i in 0..1000u32 {
+        d.put(format!("k{i:05}"), value(i as usize, 20)).unwrap();
+    }
+    let fwd = keys(d.iter());
+    assert_eq!(fwd.len(), 1000);
+    assert!(fwd.windows(2).all(|w| w[0] < w[1]));
+    let mut back = keys(d.iter().rev());
+    back.reverse();
+    assert_eq!(fwd, back);
+    let mut it = d.iter();
+    let mut front = Vec::new();
+    let mut rear = Vec::new();
+    for i in 0.. {
+        let next = if i % 3 == 0 { it.next_back().map(|r| (false, r)) } else { it.next().map(|r| (true, r)) };
+        match next {
+            Some((true, r)) => front.push(r.unwrap().0),
+            Some((false, r)) => rear.push(r.unwrap().0),
+            None => break,
+        }
+    }
+    rear.reverse();
+    front.extend(rear);
+    assert_eq!(front, fwd);
+}
+
+#[test]
+fn data_survives_reopen_and_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small(Durability::Immediate));
+        let d = store.dimension("users").unwrap();
+        for i in 0..500 {
+            d.put(format!("key{i}"), value(i, 100)).unwrap();
+        }
+        for i in (0..500).step_by(3) {
+            d.delete(format!("key{i}")).unwrap();
+        }
+        assert!(d.stats().layers > 3, "small regions should have sealed: {:?}", d.stats());
+    }
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.get_dimension("users").unwrap();
+    assert_eq!(store.get_dimension("D02").unwrap().name(), "users");
+    for i in 0..500 {
+        let got = d.get(format!("key{i}")).unwrap();
+        if i % 3 == 0 {
+            assert!(got.is_none(), "key{i} was deleted");
+        } else {
+            assert_eq!(got.unwrap().as_bytes(), value(i, 100).as_slice(), "key{i}");
+        }
+    }
+    let v = d.put(b"after", b"reopen").unwrap();
+    assert!(v.0 > 500 + 167, "sequence numbers continue after reopen: {v}");
+    let stats = d.stats();
+    assert_eq!(stats.keys, 500 - 167 + 1);
+    assert!(stats.live_bytes > 0 && stats.disk_bytes >= stats.live_bytes);
+    let manifest = std::fs::read_to_string(dir.path().join("consciousness/D02/index.json")).unwrap();
+    for field in ["format_version", "dimension_id", "\"name\": \"users\"", "layer_id", "offset", "size"] {
+        assert!(manifest.contains(field), "{field} not in index.json");
+    }
+}
+
+#[test]
+fn dimensions_are_created_listed_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let (a, created) = store.create_dimension("a").unwrap();
+    assert!(created);
+    assert!(!store.create_dimension("a").unwrap().1);
+    let b = store.dimension("b").unwrap();
+    assert_eq!((a.id(), b.id()), (2, 3));
+    a.put(b"k", b"in a").unwrap();
+    b.put(b"k", b"in b").unwrap();
+    let kept = a.get(b"k").unwrap().unwrap();
+    let names: Vec<String> = store.dimensions().iter().map(|d| d.name()).collect();
+    assert_eq!(names, ["default", "a", "b"]);
+    assert!(matches!(store.drop_dimension("default"), Err(Error::CannotDropDefault)));
+    store.drop_dimension("a").unwrap();
+    assert_eq!(&kept[..], b"in a", "a value read before the drop stays valid");
+    assert_eq!(a.put(b"k", b"x").unwrap_err().code(), "dimension_not_found");
+    assert_eq!(store.get_dimension("a").unwrap_err().code(), "dimension_not_found");
+    assert!(!dir.path().join("consciousness/D02").exists());
+    assert_eq!(store.get_dimension("D05").unwrap_err().code(), "dimension_not_found");
+    assert_eq!(store.dimension("D05").unwrap_err().code(), "dimension_not_found");
+    drop((a, b, store));
+    let store = open(dir.path(), Config::default());
+    assert_eq!(&store.get_dimension("b").unwrap().get(b"k").unwrap().unwrap()[..], b"in b");
+    assert!(store.get_dimension("a").is_err());
+}
+
+#[test]
+fn a_second_opener_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let err = Store::open(dir.path()).err().expect("second open must fail");
+    assert_eq!(err.code(), "store_locked");
+    assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+    drop(store);
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn values_outlive_writes_growth_and_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::None));
+    let d = store.dimension("default").unwrap();
+    d.put(b"first", b"kept").unwrap();
+    let v = d.get(b"first").unwrap().unwrap();
+    for i in 0..300 {
+        d.put(format!("k{i}"), value(i, 200)).unwrap();
+    }
+    d.put(b"first", b"changed").unwrap();
+    assert_eq!(&v[..], b"kept");
+    assert_eq!(&d.get(b"first").unwrap().unwrap()[..], b"changed");
+}
+
+#[test]
+fn config_from_env_is_used_by_open_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("data");
+    let config = Config::from_lookup(|k| match k {
+        "MMAP_BASE_PATH" => Some(base.to_string_lossy().into_owned()),
+        "MMAP_INITIAL_SIZE" => Some("8192".into()),
+        "JESSY_DURABILITY" => Some("periodic:5".into()),
+        _ => None,
+    })
+    .unwrap();
+    let store = Store::open_config(config).unwrap();
+    store.dimension("default").unwrap().put(b"k", b"v").unwrap();
+    assert!(base.join("consciousness/D01/region.mmap").exists());
+    assert!(base.join("proto").is_dir() && base.join("temp").is_dir());
+    assert_eq!(std::fs::metadata(base.join("consciousness/D01/region.mmap")).unwrap().len(), 8192);
+}

@@ -1,0 +1,298 @@
+//! Recovery: torn tails, garbage, damaged layers, missing files, lost power, disk errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use jessy_storage::io::{FaultOp, FaultyIo, Io};
+use jessy_storage::{Config, Durability, Error, Store};
+
+/// Writes `n` keys, returns the region's data end and the last frame's length.
+fn store_with_keys(dir: &std::path::Path, n: usize) -> (usize, usize) {
+    let store = open(dir, Config::default());
+    let d = store.dimension("default").unwrap();
+    for i in 0..n {
+        d.put(format!("key{i}"), value(i, 40)).unwrap();
+    }
+    drop(store);
+    let end = data_end(&region(dir, "D01"));
+    let last = 24 + 12 + format!("key{}", n - 1).len() + 40;
+    (end, last)
+}
+
+#[test]
+fn torn_tail_at_every_byte_of_the_last_record() {
+    let src = tempfile::tempdir().unwrap();
+    let (end, last) = store_with_keys(src.path(), 5);
+    for cut in 0..last {
+        for garbage in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(src.path(), dir.path());
+            let path = region(dir.path(), "D01");
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (j, b) in bytes[end - last + cut..end].iter_mut().enumerate() {
+                *b = if garbage { (j as u8).wrapping_mul(37) | 0x80 } else { 0 };
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let store = open(dir.path(), Config::default());
+            let d = store.dimension("default").unwrap();
+            for i in 0..4 {
+                assert_eq!(d.get(format!("key{i}")).unwrap().unwrap().as_bytes(), value(i, 40), "cut {cut}");
+            }
+            assert!(d.get("key4").unwrap().is_none(), "a torn record came back (cut {cut}, garbage {garbage})");
+            // Writing after the cut and reopening never revives the old tail.
+            d.put("after", b"x").unwrap();
+            drop((d, store));
+            let store = open(dir.path(), Config::default());
+            let d = store.dimension("default").unwrap();
+            assert_eq!(&d.get("after").unwrap().unwrap()[..], b"x");
+            assert!(d.get("key4").unwrap().is_none());
+            assert_eq!(d.len(), 5);
+        }
+    }
+}
+
+#[test]
+fn garbage_after_the_tail_is_cut_and_zeroed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (end, _) = store_with_keys(dir.path(), 3);
+    let path = region(dir.path(), "D01");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[end + 100..end + 400] {
+        *b = 0xAB;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(dir.path(), Config::default());
+    assert_eq!(store.dimension("default").unwrap().len(), 3);
+    drop(store);
+    assert_eq!(data_end(&path), end, "the garbage was zeroed");
+}
+
+#[test]
+fn stale_frames_beyond_a_gap_do_not_come_back() {
+    // Frames A and B were written, A was lost (zeros), B survived: B must not reappear
+    // once a new write fills A's place.
+    let dir = tempfile::tempdir().unwrap();
+    let (end, last) = store_with_keys(dir.path(), 3);
+    let path = region(dir.path(), "D01");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let a = end - 2 * last;
+    for b in &mut bytes[a..a + last] {
+        *b = 0;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 1);
+    d.put("key1", value(1, 40)).unwrap();
+    drop((d, store));
+    let store = open(dir.path(), Config::default());
+    assert!(store.dimension("default").unwrap().get("key2").unwrap().is_none());
+}
+
+fn sealed_store(dir: &std::path::Path) {
+    let store = open(dir, small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    for i in 0..400 {
+        d.put(format!("key{i:03}"), value(i, 100)).unwrap();
+    }
+    assert!(dir.join("consciousness/D01/layers/L00000001.mmap").exists());
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_layer_is_reported_not_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_store(dir.path());
+    let layer = dir.path().join("consciousness/D01/layers/L00000001.mmap");
+    let mut bytes = std::fs::read(&layer).unwrap();
+    // The first record: file header 32, frame header 24, entry header 12, key "key000".
+    bytes[32 + 24 + 12 + 6 + 10] ^= 0x04;
+    std::fs::write(&layer, &bytes).unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let err = d.get("key000").unwrap_err();
+    match &err {
+        Error::Corruption { file, offset, .. } => {
+            assert!(file.ends_with("layers/L00000001.mmap"), "{err}");
+            assert_eq!(*offset, 32 + 24);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(d.get("key001").unwrap().unwrap().as_bytes(), value(1, 100));
+    assert!(d.iter().any(|r| r.is_err()), "a scan reports the damaged record too");
+}
+
+#[test]
+fn damage_found_while_rebuilding_a_key_index_fails_open_unless_salvaging() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_store(dir.path());
+    let layer = dir.path().join("consciousness/D01/layers/L00000001.mmap");
+    let mut bytes = std::fs::read(&layer).unwrap();
+    bytes[500] ^= 0x01;
+    std::fs::write(&layer, &bytes).unwrap();
+    std::fs::remove_file(dir.path().join("consciousness/D01/layers/L00000001.keys")).unwrap();
+    let err = Store::open_with(dir.path(), small(Durability::Immediate)).unwrap_err();
+    assert_eq!(err.code(), "corruption", "{err}");
+    assert!(err.to_string().contains("L00000001.mmap"), "{err}");
+    let store = Store::open_with(dir.path(), small(Durability::Immediate).salvage(true)).unwrap();
+    let d = store.dimension("default").unwrap();
+    assert!(d.get("key399").unwrap().is_some(), "later layers are intact");
+}
+
+#[test]
+fn a_damaged_key_index_or_manifest_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_store(dir.path());
+    let keys = dir.path().join("consciousness/D01/layers/L00000002.keys");
+    let mut bytes = std::fs::read(&keys).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&keys, &bytes).unwrap();
+    std::fs::write(dir.path().join("consciousness/D01/index.json"), b"{ not json").unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 400);
+    for i in 0..400 {
+        assert_eq!(d.get(format!("key{i:03}")).unwrap().unwrap().as_bytes(), value(i, 100));
+    }
+    let manifest = std::fs::read_to_string(dir.path().join("consciousness/D01/index.json")).unwrap();
+    assert!(manifest.contains("\"name\": \"default\""));
+}
+
+#[test]
+fn missing_layer_files_are_listed_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_store(dir.path());
+    std::fs::remove_file(dir.path().join("consciousness/D01/layers/L00000002.mmap")).unwrap();
+    let err = Store::open_with(dir.path(), small(Durability::Immediate)).unwrap_err();
+    assert!(matches!(err, Error::MissingFiles(ref v) if v.len() == 1), "{err}");
+    assert!(err.to_string().contains("L00000002.mmap"));
+}
+
+#[test]
+fn power_loss_keeps_every_immediate_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    for i in 0..300 {
+        d.put(format!("k{i}"), value(i, 90)).unwrap();
+    }
+    io.crash();
+    drop((d, store));
+    io.revive();
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    for i in 0..300 {
+        assert_eq!(d.get(format!("k{i}")).unwrap().unwrap().as_bytes(), value(i, 90), "k{i} was acknowledged");
+    }
+}
+
+#[test]
+fn power_loss_under_none_loses_only_a_suffix() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = small(Durability::None).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    for i in 0..50 {
+        d.put(format!("k{i:03}"), value(i, 90)).unwrap();
+    }
+    store.sync().unwrap();
+    for i in 50..300 {
+        d.put(format!("k{i:03}"), value(i, 90)).unwrap();
+    }
+    io.crash();
+    drop((d, store));
+    io.revive();
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    let present: Vec<bool> = (0..300).map(|i| d.get(format!("k{i:03}")).unwrap().is_some()).collect();
+    assert!(present[..50].iter().all(|p| *p), "synced writes survive");
+    let first_missing = present.iter().position(|p| !p).unwrap_or(300);
+    assert!(present[first_missing..].iter().all(|p| !p), "what survives is a prefix of the writes");
+    for (i, p) in present.iter().enumerate() {
+        if *p {
+            assert_eq!(d.get(format!("k{i:03}")).unwrap().unwrap().as_bytes(), value(i, 90));
+        }
+    }
+}
+
+#[test]
+fn a_failed_sync_makes_the_store_read_only_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = Config::default().io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    d.put("before", b"1").unwrap();
+    io.fail_nth(FaultOp::Sync, 1, libc::EIO, false);
+    let err = d.put("during", b"2").unwrap_err();
+    assert_eq!(err.code(), "read_only", "{err}");
+    assert!(d.get("during").unwrap().is_none(), "an unacknowledged write is not visible");
+    let err = d.put("after", b"3").unwrap_err();
+    assert!(err.to_string().contains("reopen"), "{err}");
+    assert_eq!(&d.get("before").unwrap().unwrap()[..], b"1", "reads keep working");
+    assert!(store.stats().read_only.is_some());
+    drop((d, store));
+    let store = Store::open_with(dir.path(), config).unwrap();
+    store.dimension("default").unwrap().put("after", b"3").unwrap();
+}
+
+#[test]
+fn disk_full_while_growing_fails_the_write_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    io.fail_nth(FaultOp::Allocate, 1, libc::ENOSPC, true);
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    for i in 0..100 {
+        match d.put(format!("k{i}"), value(i, 100)) {
+            Ok(_) => acked.push(i),
+            Err(e) => {
+                assert!(e.is_disk_full(), "{e}");
+                assert_eq!(e.code(), "disk_full");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0 && !acked.is_empty());
+    io.clear_faults();
+    d.put("later", b"ok").unwrap();
+    drop((d, store));
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    for i in acked {
+        assert!(d.get(format!("k{i}")).unwrap().is_some());
+    }
+    assert!(d.get("later").unwrap().is_some());
+}
+
+#[test]
+fn a_write_error_is_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = Config::default().io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    io.fail_nth(FaultOp::Write, 1, libc::EIO, false);
+    assert_eq!(d.put("k", b"v").unwrap_err().code(), "io_error");
+    assert!(d.get("k").unwrap().is_none());
+    d.put("k2", b"v2").unwrap();
+}
+
+#[test]
+fn leftovers_in_temp_and_proto_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), Config::default()));
+    std::fs::write(dir.path().join("temp/region-crashed.tmp"), b"x").unwrap();
+    std::fs::create_dir_all(dir.path().join("proto/half-loaded")).unwrap();
+    drop(open(dir.path(), Config::default()));
+    assert_eq!(std::fs::read_dir(dir.path().join("temp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("proto")).unwrap().count(), 0);
+}
