@@ -252,3 +252,19 @@ fn config_from_env_is_used_by_open_config() {
     assert!(base.join("proto").is_dir() && base.join("temp").is_dir());
     assert_eq!(std::fs::metadata(base.join("consciousness/D01/region.mmap")).unwrap().len(), 8192);
 }
+
+#[test]
+fn reversed_or_empty_ranges_are_empty_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    d.put(b"m", b"1").unwrap();
+    assert_eq!(d.range(b"z".as_slice()..b"a".as_slice()).count(), 0);
+    assert_eq!(d.range(b"m".as_slice()..b"m".as_slice()).count(), 0);
+    assert_eq!(d.range(b"m".as_slice()..=b"m".as_slice()).count(), 1);
+    assert_eq!(
+        d.range::<&[u8], _>((std::ops::Bound::Excluded(b"m".as_slice()), std::ops::Bound::Excluded(b"m".as_slice())))
+            .count(),
+        0
+    );
+}
