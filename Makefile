@@ -45,6 +45,7 @@ test-go: ## Go gateway: go vet and go test -race
 .PHONY: test-deploy
 test-deploy: ## Validate compose files and lint Dockerfiles (no Docker engine needed)
 	@if [ -f tests/compose/go.mod ]; then cd tests/compose && $(GO) test -count=1 ./...; fi
+	@bash scripts/hadolint.sh
 
 .PHONY: test-bdd
 test-bdd: ## Gherkin scenarios in tests/features, against the real binaries
@@ -65,3 +66,61 @@ bench: ## Criterion benchmarks of the engine
 clean: ## Remove build outputs (keeps data/mmap)
 	$(CARGO) clean
 	rm -rf api/bin
+
+## ---- Docker (docker compose; see docs/DEPLOY.md) ------------------------------------------
+
+# A cold target-cache makes the first `cargo run` take minutes, longer than jessy-core's health
+# check allows (start_period 10s + 3 x 10s), and jessy-api waits for it with
+# depends_on: service_healthy. Build the images and the debug binary once before starting.
+define compose_warm
+	$(COMPOSE) build jessy-core jessy-api
+	$(COMPOSE) run --rm --no-deps jessy-core cargo build --locked -p jessy
+endef
+
+.PHONY: up
+up: ## Start jessy-core and jessy-api in Docker, in the background (hot reload)
+	$(compose_warm)
+	$(COMPOSE) up -d jessy-core jessy-api
+	@echo "jessy-core: http://127.0.0.1:8080/health   jessy-api: http://127.0.0.1:3000/api/health"
+
+.PHONY: down
+down: ## Stop and remove the Docker containers (volumes and data are kept)
+	$(COMPOSE) --profile test down --remove-orphans
+
+.PHONY: watch
+watch: ## Run jessy-core and jessy-api in Docker in the foreground, following logs (hot reload)
+	$(compose_warm)
+	$(COMPOSE) up jessy-core jessy-api
+
+.PHONY: logs
+logs: ## Follow the logs of every Docker service
+	$(COMPOSE) logs -f --tail=100
+
+.PHONY: logs-rust
+logs-rust: ## Follow jessy-core's logs (Docker)
+	$(COMPOSE) logs -f --tail=100 jessy-core
+
+.PHONY: logs-go
+logs-go: ## Follow jessy-api's logs (Docker)
+	$(COMPOSE) logs -f --tail=100 jessy-api
+
+.PHONY: logs-json
+logs-json: ## Show only the structured (JSON) log lines of jessy-core and jessy-api (Docker)
+	@$(COMPOSE) logs --no-color --no-log-prefix --tail=1000 jessy-core jessy-api | grep -E '^[[:space:]]*\{' || true
+
+.PHONY: logs-test
+logs-test: ## Show the logs of the last jessy-test run (docker compose --profile test up jessy-test)
+	$(COMPOSE) --profile test logs --no-log-prefix jessy-test
+
+.PHONY: shell-rust
+shell-rust: ## Open a shell in the jessy-core container
+	$(COMPOSE) exec jessy-core bash
+
+.PHONY: shell-go
+shell-go: ## Open a shell in the jessy-api container
+	$(COMPOSE) exec jessy-api sh
+
+.PHONY: rebuild
+rebuild: ## Rebuild the Docker images from scratch and restart the services
+	$(COMPOSE) --profile test build --no-cache --pull
+	$(COMPOSE) up -d --force-recreate jessy-core jessy-api
