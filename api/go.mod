@@ -1,0 +1,3 @@
+module github.com/jessy-db/jessy/api
+
+go 1.26

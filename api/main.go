@@ -1,0 +1,96 @@
+// Command jessy-api is the HTTP gateway in front of jessy-core: it forwards /api/v1/... to
+// jessy-core's /v1/..., streaming bodies both ways, and adds request IDs, an optional bearer
+// token check, an optional per-client rate limit, Prometheus metrics, a health endpoint and JSON
+// access logs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main with its surroundings passed in, so tests can drive it. Exit status: 0 after a
+// clean stop or -h, 1 when serving fails, 2 for invalid configuration.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "jessy-api: %s\n", line)
+		}
+		return 2
+	}
+	logger := newLogger(stdout, cfg.LogLevel)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "jessy-api: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, logger, ln); err != nil {
+		fmt.Fprintf(stderr, "jessy-api: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the gateway on ln until ctx ends, then drains: health turns 503, in-flight requests
+// get cfg.ShutdownTimeout to finish, and whatever is left is cut off.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, ln net.Listener) error {
+	g := New(cfg, logger)
+	defer g.Close()
+	srv := g.NewServer()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("jessy-api listening",
+		slog.String("addr", ln.Addr().String()),
+		slog.String("core_url", cfg.CoreURL.Redacted()),
+		slog.Bool("auth", cfg.Token != ""),
+		slog.Float64("rate_limit", cfg.RateLimit),
+		slog.Int64("max_body_bytes", cfg.MaxBodyBytes))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+
+	g.Drain()
+	logger.Info("shutting down", slog.String("grace", cfg.ShutdownTimeout.String()))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		// Still exit 0: the stop was asked for, and a non-zero status would make a
+		// "restart on failure" supervisor start the gateway right back up.
+		logger.Warn("grace period over; closing the remaining connections", slog.Any("error", err))
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	logger.Info("jessy-api stopped")
+	return nil
+}

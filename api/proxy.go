@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const apiPrefix = "/api/v1"
+
+// rewritePath maps the gateway's escaped path /api/v1/... to jessy-core's /v1/.... It works on
+// the escaped form so that a key's %2F stays one key and bytes such as %00 or %FF reach
+// jessy-core exactly as the client encoded them. It returns the decoded and escaped forms that
+// url.URL wants as Path and RawPath, and false for anything outside /api/v1.
+func rewritePath(escaped string) (path, rawPath string, ok bool) {
+	if escaped != apiPrefix && !strings.HasPrefix(escaped, apiPrefix+"/") {
+		return "", "", false
+	}
+	rawPath = strings.TrimPrefix(escaped, "/api")
+	path, err := url.PathUnescape(rawPath)
+	if err != nil {
+		return "", "", false
+	}
+	return path, rawPath, true
+}
+
+func newTransport(cfg Config) *http.Transport {
+	return &http.Transport{
+		// The gateway talks to jessy-core directly; an HTTP_PROXY meant for other tools must
+		// not reroute it.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   cfg.DialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSHandshakeTimeout:   cfg.DialTimeout,
+		ResponseHeaderTimeout: cfg.UpstreamTimeout,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		// Bodies pass through byte for byte: no gzip added on the way in, none removed on the
+		// way out.
+		DisableCompression: true,
+	}
+}
+
+// timedTransport records how long jessy-core takes to answer each forwarded request.
+type timedTransport struct {
+	next    http.RoundTripper
+	metrics *metrics
+}
+
+func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	t.metrics.upstream.observe(time.Since(start).Seconds(), reqInfoFrom(req.Context()).route)
+	return resp, err
+}
+
+func (g *Gateway) newProxy() *httputil.ReverseProxy {
+	target := g.cfg.CoreURL
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// serveAPI only forwards paths rewritePath accepts.
+			path, rawPath, _ := rewritePath(pr.In.URL.EscapedPath())
+			pr.Out.URL.Path, pr.Out.URL.RawPath = path, rawPath
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			pr.Out.Header.Set(requestIDHeader, reqInfoFrom(pr.In.Context()).id)
+		},
+		Transport: timedTransport{next: g.transport, metrics: g.metrics},
+		// -1 flushes after every write: values and snapshots stream instead of piling up here.
+		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			// The gateway already set X-Request-Id on the response; jessy-core echoes the same ID,
+			// and a copy would make the header appear twice.
+			resp.Header.Del(requestIDHeader)
+			return nil
+		},
+		ErrorHandler: g.proxyError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// proxyError answers when jessy-core gave no response. It tells apart the client's own fault
+// (body too large or too slow, or gone) from jessy-core's (down: 502, too slow: 504).
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		status int
+		code   string
+		detail string
+		tooBig *http.MaxBytesError
+	)
+	bodyErr := bodyError(r)
+	switch {
+	case errors.As(err, &tooBig) || errors.As(bodyErr, &tooBig):
+		status, code = http.StatusRequestEntityTooLarge, codePayloadTooLarge
+		detail = "The request body is larger than this gateway accepts (" + formatBytes(g.cfg.MaxBodyBytes) + ")."
+	case bodyErr != nil && isTimeout(bodyErr):
+		// Checked before the context: http.Server cancels it on any read error, this one too.
+		status, code = http.StatusRequestTimeout, codeRequestTimeout
+		detail = "The request body did not arrive within the read timeout."
+	case r.Context().Err() != nil:
+		status, code = statusClientClosed, codeClientClosed
+		detail = "The client closed the request before jessy-core answered."
+	case bodyErr != nil:
+		status, code = http.StatusBadRequest, codeBadRequest
+		detail = "The request body could not be read."
+	case isTimeout(err):
+		status, code = http.StatusGatewayTimeout, codeGatewayTimeout
+		detail = "jessy-core did not answer in time; retry later."
+	default:
+		status, code = http.StatusBadGateway, codeBadGateway
+		detail = "jessy-core is unreachable; retry later."
+		// Pooled connections to a core that went away are worthless; starting afresh means the
+		// first request after it is back already succeeds.
+		g.transport.CloseIdleConnections()
+	}
+	// Only jessy-core's failures are warnings; the client's own are routine.
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	if status >= 500 || status == statusClientClosed {
+		g.metrics.upstreamErrors.add(1, code)
+	}
+	g.log.LogAttrs(r.Context(), level, "upstream request failed",
+		slog.String("request_id", reqInfoFrom(r.Context()).id),
+		slog.Int("status", status),
+		slog.String("code", code),
+		slog.Any("error", err))
+	writeProblem(w, r, status, code, detail)
+}
+
+// trackedBody remembers why reading the client's body failed, which the transport reports only
+// as a failed round trip.
+type trackedBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		b.err = err
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+type trackedBodyKey struct{}
+
+// bodyError returns the error reading r's body hit, if any.
+func bodyError(r *http.Request) error {
+	b, _ := r.Context().Value(trackedBodyKey{}).(*trackedBody)
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// limitBody caps r's body and tracks read errors; it returns the request to forward.
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64) *http.Request {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r
+	}
+	tb := &trackedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
+	r = r.WithContext(context.WithValue(r.Context(), trackedBodyKey{}, tb))
+	r.Body = tb
+	return r
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
