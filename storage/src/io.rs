@@ -37,6 +37,7 @@ pub trait Io: Send + Sync + 'static {
 }
 
 /// An open file.
+#[allow(clippy::len_without_is_empty)] // a file's length is a size, not a collection's
 pub trait IoFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -9,19 +9,28 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::dimension::DimInner;
-use crate::{Result, Value};
+use crate::dimension::{DimInner, Loc};
+use crate::segment::Segment;
+use crate::{Result, Value, Version};
 
-const BATCH: usize = 128;
+/// The first refill copies a few entries (a short scan should not pay for a long one);
+/// each later refill doubles, up to `MAX_BATCH`.
+const FIRST_BATCH: usize = 16;
+const MAX_BATCH: usize = 256;
+
+/// A key and where its value was when the batch was copied; the value is read and
+/// verified only when handed out, so a short scan does not pay for the whole batch.
+type Pending = (Vec<u8>, Result<(Arc<Segment>, Loc)>);
 
 /// Iterator over `(key, value)` pairs in key order; see [`Dimension::range`](crate::Dimension::range).
 pub struct Iter {
     dim: Arc<DimInner>,
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
-    front: VecDeque<(Vec<u8>, Result<Value>)>,
-    back: VecDeque<(Vec<u8>, Result<Value>)>,
+    front: VecDeque<Pending>,
+    back: VecDeque<Pending>,
     exhausted: bool,
+    batch: usize,
 }
 
 impl std::fmt::Debug for Iter {
@@ -32,7 +41,7 @@ impl std::fmt::Debug for Iter {
 
 impl Iter {
     pub(crate) fn new(dim: Arc<DimInner>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
-        Iter { dim, lo, hi, front: VecDeque::new(), back: VecDeque::new(), exhausted: false }
+        Iter { dim, lo, hi, front: VecDeque::new(), back: VecDeque::new(), exhausted: false, batch: FIRST_BATCH }
     }
 
     fn range_is_empty(&self) -> bool {
@@ -58,14 +67,16 @@ impl Iter {
         }
         let state = self.dim.state.read();
         let range = state.index.range::<[u8], _>((bound_ref(&self.lo), bound_ref(&self.hi)));
-        let mut got = Vec::with_capacity(BATCH);
+        let n = self.batch;
+        self.batch = (n * 2).min(MAX_BATCH);
+        let mut got = Vec::with_capacity(n);
         if from_back {
-            for (k, loc) in range.rev().take(BATCH) {
-                got.push((k.to_vec(), state.value(loc)));
+            for (k, loc) in range.rev().take(n) {
+                got.push((k.to_vec(), state.segment(loc.layer).map(|s| (s.clone(), *loc))));
             }
         } else {
-            for (k, loc) in range.take(BATCH) {
-                got.push((k.to_vec(), state.value(loc)));
+            for (k, loc) in range.take(n) {
+                got.push((k.to_vec(), state.segment(loc.layer).map(|s| (s.clone(), *loc))));
             }
         }
         drop(state);
@@ -91,6 +102,12 @@ fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
+fn resolve((key, at): Pending) -> Result<(Vec<u8>, Value)> {
+    let (seg, loc) = at?;
+    let value = seg.read_value(seg.map(), loc.off, Version(loc.seq))?;
+    Ok((key, value))
+}
+
 impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Value)>;
 
@@ -99,8 +116,8 @@ impl Iterator for Iter {
             self.refill(false);
         }
         // When the middle is used up, what the back end fetched is next in line.
-        let (k, v) = self.front.pop_front().or_else(|| self.back.pop_back())?;
-        Some(v.map(|v| (k, v)))
+        let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
+        Some(resolve(item))
     }
 }
 
@@ -109,7 +126,7 @@ impl DoubleEndedIterator for Iter {
         if self.back.is_empty() {
             self.refill(true);
         }
-        let (k, v) = self.back.pop_front().or_else(|| self.front.pop_back())?;
-        Some(v.map(|v| (k, v)))
+        let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
+        Some(resolve(item))
     }
 }

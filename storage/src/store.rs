@@ -140,9 +140,9 @@ impl Store {
             let inner = dimension::open(&shared, id)?;
             dims.insert(id, Dimension { inner: Arc::new(inner) });
         }
-        if !dims.contains_key(&1) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = dims.entry(1) {
             dimension::create(&shared, 1, DEFAULT_DIMENSION)?;
-            dims.insert(1, Dimension { inner: Arc::new(dimension::open(&shared, 1)?) });
+            slot.insert(Dimension { inner: Arc::new(dimension::open(&shared, 1)?) });
         }
         let recovery_time = started.elapsed();
         tracing::info!(path = %shared.layout.base.display(), dimensions = dims.len(), ms = recovery_time.as_millis() as u64, "store opened");

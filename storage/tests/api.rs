@@ -213,7 +213,7 @@ fn dimensions_are_created_listed_and_dropped() {
 fn a_second_opener_is_refused_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Config::default());
-    let err = Store::open(dir.path()).err().expect("second open must fail");
+    let err = Store::open(dir.path()).expect_err("second open must fail");
     assert_eq!(err.code(), "store_locked");
     assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
     drop(store);

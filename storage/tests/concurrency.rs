@@ -40,7 +40,7 @@ fn run(durability: Durability) {
                 let k = (gen * 13 + w * 7) % KEYS;
                 // Each writer owns the keys of its parity, so generations only grow.
                 let k = k - k % 2 + w;
-                if gen % 10 == 0 {
+                if gen.is_multiple_of(10) {
                     d.write(WriteBatch::new().put(k.to_string(), payload(k, gen)).put(format!("{k}"), payload(k, gen)))
                         .unwrap();
                 } else {
@@ -62,7 +62,7 @@ fn run(durability: Durability) {
                     Some(v) => assert!(check(k, &v) >= floor, "a reader saw an older value than was acknowledged"),
                     None => assert_eq!(floor, 0, "an acknowledged key went missing"),
                 }
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     for item in d.iter() {
                         let (key, v) = item.unwrap();
                         check(std::str::from_utf8(&key).unwrap().parse().unwrap(), &v);
