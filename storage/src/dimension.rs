@@ -55,7 +55,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn apply(&mut self, key: IndexKey, loc: Option<Loc>) {
+    pub fn apply(&mut self, key: IndexKey, loc: Option<Loc>) {
         let old = match loc {
             Some(loc) => {
                 *self.layer_live.entry(loc.layer).or_insert(0) += loc.size as u64;
@@ -93,31 +93,33 @@ impl State {
 
 type Update = (IndexKey, Option<Loc>);
 
-struct Writer {
-    region: Arc<Segment>,
+pub(crate) struct Writer {
+    pub region: Arc<Segment>,
     /// End of the written records in the region.
-    offset: u64,
+    pub offset: u64,
     /// Allocated length of the region file.
     capacity: u64,
     next_seq: u64,
-    written_seq: u64,
+    pub written_seq: u64,
     synced_seq: u64,
     syncing: bool,
     /// Written but not yet durable (Immediate only), in sequence order.
     pending: Vec<(u64, Vec<Update>)>,
-    manifest: Manifest,
-    next_layer_id: u32,
+    pub manifest: Manifest,
+    pub next_layer_id: u32,
 }
 
 pub(crate) struct DimInner {
-    shared: Arc<Shared>,
+    pub shared: Arc<Shared>,
     pub id: u32,
     pub name: String,
-    paths: DimPaths,
+    pub paths: DimPaths,
     pub state: RwLock<State>,
-    writer: Mutex<Writer>,
+    pub writer: Mutex<Writer>,
     synced: Condvar,
     dropped: AtomicBool,
+    /// One compaction at a time per dimension.
+    pub compacting: Mutex<()>,
 }
 
 /// A handle to one dimension of a [`Store`](crate::Store): cheap to clone, `Send + Sync`.
@@ -288,9 +290,9 @@ impl Dimension {
     }
 
     /// Rewrites sealed layers whose dead share passes the configured threshold.
+    /// Returns the bytes given back; readers and writers keep going while it runs.
     pub fn compact(&self) -> Result<CompactReport> {
-        self.inner.check_live()?;
-        Ok(CompactReport::default())
+        self.inner.compact()
     }
 }
 
@@ -526,7 +528,7 @@ impl DimInner {
         let id = old.layer_id;
         let data_end = w.offset as usize;
         let map = old.map();
-        let entry = build_key_index(io, &self.paths, self.id, id, &map[..data_end], &old.path())?;
+        let entry = build_key_index(io, &self.paths.keys(id), self.id, id, &map[..data_end], &old.path())?;
         let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
 
         let layer_path = self.paths.layer(id);
@@ -559,7 +561,15 @@ impl DimInner {
 
     pub fn stats(&self) -> DimensionStats {
         let state = self.state.read();
-        let disk_bytes = state.segments.values().map(|s| s.file.len().unwrap_or(0)).sum();
+        // Log files plus the sealed layers' key indexes (the active region has none).
+        let disk_bytes = state
+            .segments
+            .values()
+            .map(|s| {
+                let keys = std::fs::metadata(self.paths.keys(s.layer_id)).map(|m| m.len()).unwrap_or(0);
+                s.file.len().unwrap_or(0) + keys
+            })
+            .sum();
         DimensionStats {
             id: self.id,
             dir: dir_name(self.id),
@@ -574,9 +584,9 @@ impl DimInner {
 
 /// Scans a sealed log, writes its key index next to it, and returns its manifest entry
 /// (without live bytes, which only the in-memory index knows).
-fn build_key_index(
+pub(crate) fn build_key_index(
     io: &dyn crate::io::Io,
-    paths: &DimPaths,
+    keys_path: &std::path::Path,
     dim: u32,
     layer: u32,
     log: &[u8],
@@ -601,13 +611,12 @@ fn build_key_index(
     let mut items: Vec<KeyItem<'_>> = newest.into_values().collect();
     items.sort_by(|a, b| a.key.cmp(b.key));
     let bytes = keyindex::encode(dim, layer, scan.end as u32, items);
-    let keys_path = paths.keys(layer);
     let tmp = keys_path.with_extension("keys.tmp");
     let _ = io.remove_file(&tmp);
     let f = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
     f.write_all_at(&bytes, 0).map_err(Error::io("write", &tmp))?;
     f.sync_data().map_err(Error::io("fdatasync", &tmp))?;
-    io.rename(&tmp, &keys_path).map_err(Error::io("rename", &tmp))?;
+    io.rename(&tmp, keys_path).map_err(Error::io("rename", &tmp))?;
     Ok(LayerEntry {
         layer_id: layer,
         file: DimPaths::layer_rel(layer),
@@ -680,7 +689,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         tracing::info!(dimension = id, layer = sealed, "finishing a seal interrupted by a crash");
         let seg = Segment::open(io, &paths.layer(sealed), id)?;
         let map = seg.map();
-        let entry = build_key_index(io, &paths, id, sealed, &map, &seg.path())?;
+        let entry = build_key_index(io, &paths.keys(sealed), id, sealed, &map, &seg.path())?;
         manifest.layers.push(entry);
         manifest.active.layer_id = region.layer_id;
         rewrite = true;
@@ -764,6 +773,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         }),
         synced: Condvar::new(),
         dropped: AtomicBool::new(false),
+        compacting: Mutex::new(()),
     })
 }
 
@@ -840,7 +850,8 @@ fn load_sealed(
     let index = match index {
         Some(k) => k,
         None => {
-            let rebuilt = build_key_index(io, paths, dim, entry.layer_id, &map[..data_end], &seg.path());
+            let rebuilt =
+                build_key_index(io, &paths.keys(entry.layer_id), dim, entry.layer_id, &map[..data_end], &seg.path());
             let rebuilt = match rebuilt {
                 Ok(r) => r,
                 Err(e) if shared.config.salvage => {
@@ -891,7 +902,7 @@ fn salvage_key_index(
     if let Some((at, reason)) = scan.stopped {
         tracing::error!(file = %seg.path().display(), offset = at, reason, lost_bytes = data_end - at, "salvage: records after this offset are lost");
     }
-    build_key_index(io, paths, dim, entry.layer_id, &map[..scan.end], &seg.path())
+    build_key_index(io, &paths.keys(entry.layer_id), dim, entry.layer_id, &map[..scan.end], &seg.path())
 }
 
 /// Removes files in `layers/` that no manifest lists: leftovers of a seal or compaction
@@ -935,13 +946,14 @@ fn rebuild_manifest(shared: &Shared, paths: &DimPaths, id: u32) -> Result<Manife
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).and_then(crate::layout::parse_layer_file))
         .filter(|(_, ext)| *ext == "mmap")
         .map(|(i, _)| i)
-        .filter(|i| *i < region.layer_id)
+        // Compaction outputs get ids above the active region's: take every layer file.
+        .filter(|i| *i != region.layer_id)
         .collect();
     ids.sort_unstable();
     for layer in ids {
         let seg = Segment::open(io, &paths.layer(layer), id)?;
         let map = seg.map();
-        manifest.layers.push(build_key_index(io, paths, id, layer, &map, &seg.path())?);
+        manifest.layers.push(build_key_index(io, &paths.keys(layer), id, layer, &map, &seg.path())?);
     }
     Ok(manifest)
 }

@@ -188,6 +188,8 @@ pub enum FaultOp {
     Allocate,
     /// [`Io::rename`].
     Rename,
+    /// Links, unlinks and directory creation.
+    Other,
 }
 
 /// A test backend over the real file system that injects errors and simulates power loss.
@@ -204,6 +206,8 @@ pub struct FaultyIo {
     state: Mutex<FaultState>,
     dead: AtomicBool,
     ops: AtomicU64,
+    /// Lose power when the operation count reaches this (0: never).
+    crash_at: AtomicU64,
 }
 
 #[derive(Default)]
@@ -245,7 +249,13 @@ impl FaultyIo {
         self.state.lock().faults.clear();
     }
 
-    /// How many operations went through this backend so far.
+    /// Loses power just before the `n`-th next mutating operation (write, sync, allocate,
+    /// rename, link, unlink, mkdir): that operation and every later one fail.
+    pub fn crash_after(&self, n: u64) {
+        self.crash_at.store(self.ops.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+    }
+
+    /// How many mutating operations went through this backend so far.
     pub fn op_count(&self) -> u64 {
         self.ops.load(Ordering::Relaxed)
     }
@@ -268,12 +278,17 @@ impl FaultyIo {
     /// After a [`crash`](FaultyIo::crash): operations work again.
     pub fn revive(&self) {
         self.clear_faults();
+        self.crash_at.store(0, Ordering::SeqCst);
         self.dead.store(false, Ordering::SeqCst);
     }
 
     fn check(&self, op: FaultOp) -> io::Result<()> {
-        self.ops.fetch_add(1, Ordering::Relaxed);
         if self.dead.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let n = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.crash_at.load(Ordering::SeqCst) {
+            self.crash();
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         let mut s = self.state.lock();
@@ -307,7 +322,11 @@ struct FaultyFile {
 /// The backend is handed out as `Arc<dyn Io>`; files need a handle back to it.
 impl Io for Arc<FaultyIo> {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
-        self.dead_check()?;
+        if create && !path.exists() {
+            self.check(FaultOp::Other)?;
+        } else {
+            self.dead_check()?;
+        }
         let file = self.inner.open(path, create)?;
         let len = file.len()?;
         self.state.lock().undo.entry(path.to_path_buf()).or_insert(FileUndo { synced_len: len, writes: Vec::new() });
@@ -323,23 +342,23 @@ impl Io for Arc<FaultyIo> {
         Ok(())
     }
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.dead_check()?;
+        self.check(FaultOp::Other)?;
         self.inner.hard_link(from, to)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.dead_check()?;
+        self.check(FaultOp::Other)?;
         self.inner.remove_file(path)?;
         self.state.lock().undo.remove(path);
         Ok(())
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.dead_check()?;
+        self.check(FaultOp::Other)?;
         self.inner.remove_dir_all(path)?;
         self.state.lock().undo.retain(|p, _| !p.starts_with(path));
         Ok(())
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.dead_check()?;
+        self.check(FaultOp::Other)?;
         self.inner.create_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

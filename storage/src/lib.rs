@@ -27,6 +27,8 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod builder;
+mod compaction;
 mod config;
 mod dimension;
 mod error;

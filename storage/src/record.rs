@@ -133,6 +133,16 @@ impl FrameBuilder {
         at
     }
 
+    /// Encoded length so far, header included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Number of entries so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Fills in the payload checksum and length; the frame still lacks its sequence number.
     pub fn finish(mut self) -> Frame {
         let payload_len = (self.buf.len() - FRAME_HEADER_LEN) as u32;

@@ -266,17 +266,28 @@ impl Store {
         result
     }
 
-    /// Under `Durability::Periodic`, a thread syncs dirty dimensions at the interval.
+    /// One background thread: under `Durability::Periodic` it syncs dirty dimensions at
+    /// the interval; with background compaction on, it compacts about once a second.
     fn start_background(&self) {
-        let Durability::Periodic(every) = self.inner.shared.config.durability else { return };
+        let config = &self.inner.shared.config;
+        let periodic = match config.durability {
+            Durability::Periodic(every) => Some(every),
+            _ => None,
+        };
+        let compacting = config.background_compaction;
+        if periodic.is_none() && !compacting {
+            return;
+        }
+        let tick = periodic.unwrap_or(COMPACTION_INTERVAL).min(COMPACTION_INTERVAL);
         let weak: Weak<StoreInner> = Arc::downgrade(&self.inner);
         let stop = self.inner.stop.clone();
-        let handle = std::thread::Builder::new().name("jessy-sync".into()).spawn(move || loop {
+        let mut last_compaction = Instant::now();
+        let handle = std::thread::Builder::new().name("jessy-background".into()).spawn(move || loop {
             {
                 let (flag, cv) = &*stop;
                 let mut stopped = flag.lock();
                 if !*stopped {
-                    cv.wait_for(&mut stopped, every);
+                    cv.wait_for(&mut stopped, tick);
                 }
                 if *stopped {
                     return;
@@ -285,16 +296,30 @@ impl Store {
             let Some(inner) = weak.upgrade() else { return };
             let dims: Vec<Dimension> = inner.dims.read().values().cloned().collect();
             drop(inner);
-            for d in dims {
-                d.inner.sync_if_dirty();
+            if periodic.is_some() {
+                for d in &dims {
+                    d.inner.sync_if_dirty();
+                }
+            }
+            if compacting && last_compaction.elapsed() >= COMPACTION_INTERVAL {
+                last_compaction = Instant::now();
+                for d in &dims {
+                    match d.compact() {
+                        Ok(_) | Err(Error::DimensionDropped(_)) | Err(Error::ReadOnly(_)) => {}
+                        Err(e) => tracing::error!(error = %e, dimension = %d.name(), "background compaction failed"),
+                    }
+                }
             }
         });
         match handle {
             Ok(h) => *self.inner.background.lock() = Some(h),
-            Err(e) => tracing::error!(error = %e, "could not start the periodic sync thread; syncing on close only"),
+            Err(e) => tracing::error!(error = %e, "could not start the background thread; syncing on close only"),
         }
     }
 }
+
+/// How often the background thread looks for layers worth compacting.
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Drop for StoreInner {
     fn drop(&mut self) {

@@ -1,0 +1,130 @@
+//! Writes sealed layers from a stream of entries: used by compaction (copying live
+//! records) and by bulk loading (`proto/`). Entries go into frames that keep their
+//! original sequence numbers; a file is closed when the next entry would take it past
+//! `MMAP_MAX_SIZE`, and each closed file gets its key index.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::dimension::build_key_index;
+use crate::io::{Io, IoFile};
+use crate::layout::DimPaths;
+use crate::manifest::LayerEntry;
+use crate::record::{entry_len, FileHeader, FileKind, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
+use crate::{Error, Result};
+
+/// Frames are cut at about this size, so a copy never holds much in memory.
+const FRAME_TARGET: usize = 1 << 20;
+
+struct OpenFile {
+    layer_id: u32,
+    path: PathBuf,
+    file: Arc<dyn IoFile>,
+    /// Where the next frame starts.
+    offset: u64,
+}
+
+/// A finished layer: its manifest entry and where its two files are now.
+pub(crate) struct BuiltLayer {
+    pub entry: LayerEntry,
+    pub log: PathBuf,
+    pub keys: PathBuf,
+}
+
+pub(crate) struct LayerBuilder<'a> {
+    io: &'a dyn Io,
+    /// Directory the files are written in (a staging directory).
+    dir: PathBuf,
+    dimension_id: u32,
+    max_size: u64,
+    next_id: &'a mut dyn FnMut() -> u32,
+    current: Option<OpenFile>,
+    frame: Option<(FrameBuilder, u64)>,
+    done: Vec<BuiltLayer>,
+}
+
+impl<'a> LayerBuilder<'a> {
+    pub fn new(
+        io: &'a dyn Io,
+        dir: &Path,
+        dimension_id: u32,
+        max_size: u64,
+        next_id: &'a mut dyn FnMut() -> u32,
+    ) -> Self {
+        LayerBuilder {
+            io,
+            dir: dir.to_path_buf(),
+            dimension_id,
+            max_size,
+            next_id,
+            current: None,
+            frame: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds an entry with its sequence number; returns (layer id, entry offset in the file).
+    pub fn push(&mut self, kind: Kind, key: &[u8], value: &[u8], seq: u64) -> Result<(u32, u32)> {
+        let need = entry_len(key.len(), value.len());
+        let same_frame = matches!(&self.frame, Some((f, s)) if *s == seq && f.len() + need <= FRAME_TARGET);
+        if !same_frame {
+            self.flush_frame()?;
+        }
+        let frame_len = self.frame.as_ref().map_or(FRAME_HEADER_LEN, |(f, _)| f.len());
+        let offset = self.current.as_ref().map_or(u64::MAX, |c| c.offset);
+        if self.current.is_none() || offset + (frame_len + need) as u64 > self.max_size {
+            self.flush_frame()?;
+            self.finish_file()?;
+            self.start_file()?;
+        }
+        let (frame, _) =
+            self.frame.get_or_insert_with(|| (FrameBuilder::with_capacity(FRAME_TARGET.min(need * 4)), seq));
+        let in_frame = frame.push(kind, key, value);
+        let current =
+            self.current.as_ref().ok_or_else(|| Error::corruption(&self.dir, 0, "layer builder lost its file"))?;
+        Ok((current.layer_id, (current.offset + in_frame as u64) as u32))
+    }
+
+    /// Closes the last file; returns every layer written.
+    pub fn finish(mut self) -> Result<Vec<BuiltLayer>> {
+        self.flush_frame()?;
+        self.finish_file()?;
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    fn start_file(&mut self) -> Result<()> {
+        let layer_id = (self.next_id)();
+        let path = self.dir.join(format!("L{layer_id:08}.mmap"));
+        let _ = self.io.remove_file(&path);
+        let file = self.io.open(&path, true).map_err(Error::io("create", &path))?;
+        let header = FileHeader { kind: FileKind::Log, dimension_id: self.dimension_id, layer_id }.encode();
+        file.write_all_at(&header, 0).map_err(Error::io("write", &path))?;
+        self.current = Some(OpenFile { layer_id, path, file, offset: FILE_HEADER_LEN as u64 });
+        Ok(())
+    }
+
+    fn flush_frame(&mut self) -> Result<()> {
+        let Some((builder, seq)) = self.frame.take() else { return Ok(()) };
+        if builder.count() == 0 {
+            return Ok(());
+        }
+        let mut frame = builder.finish();
+        frame.set_seq(seq);
+        let current = self.current.as_mut().ok_or_else(|| Error::corruption(&self.dir, 0, "frame without a file"))?;
+        current.file.write_all_at(frame.bytes(), current.offset).map_err(Error::io("write", &current.path))?;
+        current.offset += frame.len() as u64;
+        Ok(())
+    }
+
+    fn finish_file(&mut self) -> Result<()> {
+        let Some(current) = self.current.take() else { return Ok(()) };
+        current.file.sync_data().map_err(Error::io("fdatasync", &current.path))?;
+        let map = current.file.map().map_err(Error::io("mmap", &current.path))?;
+        let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
+        let end = current.offset as usize;
+        let entry = build_key_index(self.io, &keys, self.dimension_id, current.layer_id, &map[..end], &current.path)?;
+        debug_assert_eq!(entry.file, DimPaths::layer_rel(current.layer_id));
+        self.done.push(BuiltLayer { entry, log: current.path, keys });
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Compaction: gives back the space of overwritten and deleted records.
+//!
+//! A sealed layer's *dead* bytes are those of entries the index no longer points at.
+//! Compaction picks the layers whose dead share passes `Config::compaction_threshold`,
+//! copies their live entries into new layers built under `temp/`, moves those into
+//! `layers/`, and publishes a new `index.json`: that rename is the commit point. Only then
+//! does it repoint the in-memory index (where a concurrent write has not moved the key on
+//! already) and unlink the old files. A crash before the commit leaves unlisted files that
+//! the next open sweeps; a crash after it leaves old files that the next open sweeps.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::builder::LayerBuilder;
+use crate::dimension::{DimInner, IndexKey, Loc};
+use crate::manifest::LayerEntry;
+use crate::record::Kind;
+use crate::segment::{scan_frames, Segment};
+use crate::{CompactReport, Error, Result};
+
+/// A live put that was copied: where it was, and where it is now.
+struct Moved {
+    key: IndexKey,
+    old: Loc,
+    layer: u32,
+    off: u32,
+}
+
+impl DimInner {
+    /// The sealed layers worth compacting, and the oldest sequence number of every other.
+    fn pick(&self) -> (Vec<(LayerEntry, Arc<Segment>)>, Vec<u64>) {
+        let threshold = self.shared.config.compaction_threshold;
+        let w = self.writer.lock();
+        let state = self.state.read();
+        let mut picked = Vec::new();
+        let mut others = Vec::new();
+        for l in &w.manifest.layers {
+            let live = state.layer_live.get(&l.layer_id).copied().unwrap_or(0);
+            let dead = l.size.saturating_sub(live);
+            let worth = l.size > 0 && dead as f64 >= threshold * l.size as f64 && dead > 0;
+            match state.segments.get(&l.layer_id) {
+                Some(seg) if worth => picked.push((l.clone(), seg.clone())),
+                _ => others.push(l.min_seq),
+            }
+        }
+        (picked, others)
+    }
+
+    /// Runs one compaction now (see the module docs).
+    pub fn compact(&self) -> Result<CompactReport> {
+        let _one = self.compacting.lock();
+        self.check_live()?;
+        self.shared.check_writable()?;
+        let (picked, others) = self.pick();
+        if picked.is_empty() {
+            return Ok(CompactReport::default());
+        }
+        let io = &*self.shared.io;
+        let staging = self.shared.layout.temp().join(format!(
+            "compact-{}-{}",
+            crate::layout::dir_name(self.id),
+            crate::region::unique()
+        ));
+        io.create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
+        let result = self.copy_and_publish(&picked, &others, &staging);
+        let _ = io.remove_dir_all(&staging);
+        let report = result?;
+        self.shared.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(dimension = %self.name, layers = report.layers_compacted, reclaimed = report.bytes_reclaimed, "compacted");
+        Ok(report)
+    }
+
+    fn copy_and_publish(
+        &self,
+        picked: &[(LayerEntry, Arc<Segment>)],
+        others: &[u64],
+        staging: &std::path::Path,
+    ) -> Result<CompactReport> {
+        let io = &*self.shared.io;
+        let mut moved = Vec::new();
+        let mut next_id = || {
+            let mut w = self.writer.lock();
+            let id = w.next_layer_id;
+            w.next_layer_id += 1;
+            id
+        };
+        let mut builder = LayerBuilder::new(io, staging, self.id, self.shared.config.max_size, &mut next_id);
+        for (entry, seg) in picked {
+            let map = seg.map();
+            let end = (entry.offset + entry.size) as usize;
+            let mut failed = None;
+            let scan = scan_frames(&map, end, |_, h, entries| {
+                if failed.is_some() {
+                    return;
+                }
+                let state = self.state.read();
+                let mut copy = Vec::new();
+                for (off, e) in entries {
+                    let current = state.points.get(e.key);
+                    let keep = match e.kind {
+                        Kind::Put => current.is_some_and(|l| l.layer == entry.layer_id && l.off == *off as u32),
+                        // A tombstone must stay while an older version of its key may sit
+                        // in a layer this compaction does not rewrite.
+                        Kind::Delete => {
+                            let superseded = current.is_some_and(|l| l.seq > h.seq);
+                            !superseded && others.iter().any(|min| *min <= h.seq)
+                        }
+                    };
+                    if keep {
+                        copy.push((*off, *e, current.copied()));
+                    }
+                }
+                drop(state);
+                for (off, e, current) in copy {
+                    match builder.push(e.kind, e.key, e.value, h.seq) {
+                        Ok((layer, new_off)) => {
+                            if let (Kind::Put, Some(old)) = (e.kind, current) {
+                                debug_assert_eq!(old.off, off as u32);
+                                moved.push(Moved { key: IndexKey::from_slice(e.key), old, layer, off: new_off });
+                            }
+                        }
+                        Err(err) => {
+                            failed = Some(err);
+                            return;
+                        }
+                    }
+                }
+            });
+            if let Some(err) = failed {
+                return Err(err);
+            }
+            if let Some((at, reason)) = scan.stopped {
+                return Err(Error::corruption(seg.path(), at as u64, reason));
+            }
+        }
+        let built = builder.finish()?;
+        self.install(picked, built, moved)
+    }
+
+    /// Moves the new layers into place, commits the manifest, repoints the index and
+    /// unlinks what was replaced.
+    fn install(
+        &self,
+        picked: &[(LayerEntry, Arc<Segment>)],
+        built: Vec<crate::builder::BuiltLayer>,
+        moved: Vec<Moved>,
+    ) -> Result<CompactReport> {
+        let io = &*self.shared.io;
+        let layers_dir = self.paths.layers();
+        let old_bytes: u64 = picked.iter().map(|(_, s)| s.file.len().unwrap_or(0)).sum();
+        let mut w = self.writer.lock();
+        let mut new_segments = Vec::new();
+        let commit = (|| -> Result<()> {
+            for b in &built {
+                let log = self.paths.layer(b.entry.layer_id);
+                let keys = self.paths.keys(b.entry.layer_id);
+                io.rename(&b.log, &log).map_err(Error::io("rename", &b.log))?;
+                io.rename(&b.keys, &keys).map_err(Error::io("rename", &b.keys))?;
+                new_segments.push(Arc::new(Segment::open(io, &log, self.id)?));
+            }
+            io.sync_dir(&layers_dir).map_err(Error::io("fsync directory", &layers_dir))?;
+            let mut manifest = w.manifest.clone();
+            manifest.layers.retain(|l| !picked.iter().any(|(p, _)| p.layer_id == l.layer_id));
+            manifest.layers.extend(built.iter().map(|b| b.entry.clone()));
+            manifest.layers.sort_by_key(|l| l.layer_id);
+            manifest.generation += 1;
+            manifest.store(io, &self.paths.manifest())?;
+            w.manifest = manifest;
+            Ok(())
+        })();
+        if let Err(e) = commit {
+            if w.manifest.layers.iter().any(|l| built.iter().any(|b| b.entry.layer_id == l.layer_id)) {
+                self.shared.poison(format!("compaction of {} failed after its commit: {e}", self.name));
+            }
+            return Err(e);
+        }
+        {
+            let mut state = self.state.write();
+            for seg in &new_segments {
+                state.segments.insert(seg.layer_id, seg.clone());
+            }
+            for m in moved {
+                if state.points.get(m.key.as_slice()) == Some(&m.old) {
+                    let loc = Loc { layer: m.layer, off: m.off, ..m.old };
+                    state.apply(m.key, Some(loc));
+                }
+            }
+            for (p, _) in picked {
+                state.segments.remove(&p.layer_id);
+                state.layer_live.remove(&p.layer_id);
+            }
+        }
+        drop(w);
+        // Readers still holding the old segments keep their maps; the kernel frees the
+        // blocks when the last map goes.
+        for (p, _) in picked {
+            for f in [&p.file, &p.keys_file] {
+                let path = self.paths.dir.join(f);
+                if let Err(e) = io.remove_file(&path) {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a compacted layer; the next open sweeps it");
+                }
+            }
+        }
+        let _ = io.sync_dir(&layers_dir);
+        let new_bytes: u64 = new_segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
+        Ok(CompactReport { bytes_reclaimed: old_bytes.saturating_sub(new_bytes), layers_compacted: picked.len() })
+    }
+}
