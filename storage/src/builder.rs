@@ -31,26 +31,20 @@ pub(crate) struct BuiltLayer {
     pub keys: PathBuf,
 }
 
-pub(crate) struct LayerBuilder<'a> {
-    io: &'a dyn Io,
+pub(crate) struct LayerBuilder<F: FnMut() -> u32> {
+    io: Arc<dyn Io>,
     /// Directory the files are written in (a staging directory).
     dir: PathBuf,
     dimension_id: u32,
     max_size: u64,
-    next_id: &'a mut dyn FnMut() -> u32,
+    next_id: F,
     current: Option<OpenFile>,
     frame: Option<(FrameBuilder, u64)>,
     done: Vec<BuiltLayer>,
 }
 
-impl<'a> LayerBuilder<'a> {
-    pub fn new(
-        io: &'a dyn Io,
-        dir: &Path,
-        dimension_id: u32,
-        max_size: u64,
-        next_id: &'a mut dyn FnMut() -> u32,
-    ) -> Self {
+impl<F: FnMut() -> u32> LayerBuilder<F> {
+    pub fn new(io: Arc<dyn Io>, dir: &Path, dimension_id: u32, max_size: u64, next_id: F) -> Self {
         LayerBuilder {
             io,
             dir: dir.to_path_buf(),
@@ -122,7 +116,7 @@ impl<'a> LayerBuilder<'a> {
         let map = current.file.map().map_err(Error::io("mmap", &current.path))?;
         let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
         let end = current.offset as usize;
-        let entry = build_key_index(self.io, &keys, self.dimension_id, current.layer_id, &map[..end], &current.path)?;
+        let entry = build_key_index(&*self.io, &keys, self.dimension_id, current.layer_id, &map[..end], &current.path)?;
         debug_assert_eq!(entry.file, DimPaths::layer_rel(current.layer_id));
         self.done.push(BuiltLayer { entry, log: current.path, keys });
         Ok(())

@@ -76,15 +76,15 @@ impl DimInner {
         others: &[u64],
         staging: &std::path::Path,
     ) -> Result<CompactReport> {
-        let io = &*self.shared.io;
         let mut moved = Vec::new();
-        let mut next_id = || {
+        let next_id = || {
             let mut w = self.writer.lock();
             let id = w.next_layer_id;
             w.next_layer_id += 1;
             id
         };
-        let mut builder = LayerBuilder::new(io, staging, self.id, self.shared.config.max_size, &mut next_id);
+        let mut builder =
+            LayerBuilder::new(self.shared.io.clone(), staging, self.id, self.shared.config.max_size, next_id);
         for (entry, seg) in picked {
             let map = seg.map();
             let end = (entry.offset + entry.size) as usize;

@@ -984,6 +984,23 @@ pub(crate) fn create(shared: &Arc<Shared>, id: u32, name: &str) -> Result<()> {
 }
 
 impl DimInner {
+    /// Syncs the active region and captures what a snapshot copies (see snapshot.rs).
+    pub fn capture(&self) -> Result<crate::snapshot::Capture> {
+        self.check_live()?;
+        let mut w = self.writer.lock();
+        if !self.shared.is_read_only() {
+            self.sync_locked(&mut w)?;
+        }
+        let state = self.state.read();
+        let mut sealed = Vec::new();
+        for l in &w.manifest.layers {
+            sealed.push((l.layer_id, state.segment(l.layer_id)?.clone()));
+        }
+        let mut manifest = w.manifest.clone();
+        manifest.last_seq = w.synced_seq;
+        Ok(crate::snapshot::Capture { manifest, region: w.region.clone(), region_end: w.offset as usize, sealed })
+    }
+
     /// Syncs and returns the manifest for snapshots and close.
     pub fn close(&self) -> Result<()> {
         let mut w = self.writer.lock();

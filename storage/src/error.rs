@@ -86,6 +86,14 @@ pub enum Error {
     #[error("dimension {0:?} does not exist; create it first")]
     DimensionNotFound(String),
 
+    /// A dimension with this name already exists (bulk loads create new ones only).
+    #[error("dimension {0:?} already exists; load into a new name, or drop it first")]
+    DimensionExists(String),
+
+    /// A bulk load of this name is in progress.
+    #[error("dimension {0:?} is being bulk-loaded; wait for the load to finish")]
+    DimensionBusy(String),
+
     /// The dimension was dropped while this handle was held.
     #[error("dimension {0:?} was dropped")]
     DimensionDropped(String),
@@ -138,6 +146,8 @@ impl Error {
             Error::InvalidDimensionName { .. } => "invalid_dimension_name",
             Error::DimensionNotFound(_) | Error::DimensionDropped(_) => "dimension_not_found",
             Error::CannotDropDefault => "cannot_drop_default",
+            Error::DimensionExists(_) => "dimension_exists",
+            Error::DimensionBusy(_) => "dimension_busy",
             Error::ConditionFailed { .. } => "condition_failed",
             Error::ReadOnly(_) => "read_only",
             Error::InvalidConfig { .. } => "invalid_config",

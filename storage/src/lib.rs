@@ -28,6 +28,7 @@
 
 mod batch;
 mod builder;
+mod bulk;
 mod compaction;
 mod config;
 mod dimension;
@@ -41,10 +42,13 @@ mod manifest;
 mod record;
 mod region;
 mod segment;
+mod snapshot;
 mod store;
 mod value;
+mod verify;
 
 pub use batch::{Expect, Op, WriteBatch};
+pub use bulk::BulkLoader;
 pub use config::{Config, Durability, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, MIN_REGION_SIZE};
 pub use dimension::{CompactReport, Dimension, DimensionStats};
 pub use error::{Error, Result};
@@ -52,6 +56,7 @@ pub use iter::Iter;
 pub use layout::{validate_dimension_name, DEFAULT_DIMENSION};
 pub use store::{Store, StoreStats};
 pub use value::{Value, Version};
+pub use verify::{Problem, VerifyReport};
 
 /// The longest key the engine accepts: 4 KiB.
 pub const MAX_KEY_LEN: usize = 4096;

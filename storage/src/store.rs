@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::dimension;
+use crate::dimension::{self, DimInner};
 use crate::io::Io;
+use crate::layout::dir_name;
 use crate::layout::{parse_dir_name, validate_dimension_name, Layout, DEFAULT_DIMENSION};
 use crate::lock::LockFile;
+use crate::verify::VerifyReport;
+use crate::BulkLoader;
 use crate::{Config, Dimension, DimensionStats, Durability, Error, Result};
 
 /// What every dimension of a store shares.
@@ -54,6 +57,8 @@ struct StoreInner {
     dims: RwLock<BTreeMap<u32, Dimension>>,
     /// Serialises creating and dropping dimensions.
     ddl: Mutex<()>,
+    /// Ids and names taken by bulk loads in progress.
+    reserved: Mutex<Vec<(u32, String)>>,
     recovery_time: Duration,
     stop: Arc<(Mutex<bool>, Condvar)>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -151,6 +156,7 @@ impl Store {
                 shared,
                 dims: RwLock::new(dims),
                 ddl: Mutex::new(()),
+                reserved: Mutex::new(Vec::new()),
                 recovery_time,
                 stop: Arc::new((Mutex::new(false), Condvar::new())),
                 background: Mutex::new(None),
@@ -191,12 +197,93 @@ impl Store {
         }
         let shared = &self.inner.shared;
         shared.check_writable()?;
-        let id = self.inner.dims.read().keys().next_back().copied().unwrap_or(1) + 1;
+        if self.inner.reserved.lock().iter().any(|(_, n)| n == name) {
+            return Err(Error::DimensionBusy(name.to_string()));
+        }
+        let id = self.next_dimension_id();
         dimension::create(shared, id, name)?;
         let dim = Dimension { inner: Arc::new(dimension::open(shared, id)?) };
         self.inner.dims.write().insert(id, dim.clone());
         tracing::info!(name, id, "created dimension");
         Ok((dim, true))
+    }
+
+    fn next_dimension_id(&self) -> u32 {
+        let top = self.inner.dims.read().keys().next_back().copied().unwrap_or(1);
+        let reserved = self.inner.reserved.lock().iter().map(|(id, _)| *id).max().unwrap_or(0);
+        top.max(reserved) + 1
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// Starts loading a new dimension called `name` through `proto/`: the fastest way to
+    /// load data (no sync per record, no index upkeep). Nothing is visible until
+    /// [`BulkLoader::finish`] promotes it atomically; dropping the loader discards it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = jessy_storage::Store::open(dir.path())?;
+    /// let mut load = store.bulk_load("cities")?;
+    /// load.put(b"paris", b"fr")?;
+    /// load.put(b"rome", b"it")?;
+    /// let cities = load.finish()?;
+    /// assert_eq!(&cities.get(b"rome")?.unwrap()[..], b"it");
+    /// # Ok::<(), jessy_storage::Error>(())
+    /// ```
+    pub fn bulk_load(&self, name: &str) -> Result<BulkLoader> {
+        validate_dimension_name(name)?;
+        let _ddl = self.inner.ddl.lock();
+        self.inner.shared.check_writable()?;
+        if self.get_dimension(name).is_ok() {
+            return Err(Error::DimensionExists(name.to_string()));
+        }
+        if self.inner.reserved.lock().iter().any(|(_, n)| n == name) {
+            return Err(Error::DimensionBusy(name.to_string()));
+        }
+        let id = self.next_dimension_id();
+        self.inner.reserved.lock().push((id, name.to_string()));
+        let staging = self.inner.shared.layout.proto().join(format!("{}-{}", dir_name(id), crate::region::unique()));
+        BulkLoader::new(self.clone(), id, name.to_string(), staging)
+    }
+
+    pub(crate) fn adopt_loaded(&self, id: u32) -> Result<Dimension> {
+        let dim = Dimension { inner: Arc::new(dimension::open(&self.inner.shared, id)?) };
+        self.inner.dims.write().insert(id, dim.clone());
+        Ok(dim)
+    }
+
+    pub(crate) fn release_reservation(&self, id: u32) {
+        self.inner.reserved.lock().retain(|(r, _)| *r != id);
+    }
+
+    /// Writes a consistent point-in-time copy of every dimension into `dest` (absent or
+    /// empty), while the store keeps serving: it restores by copying `dest/consciousness`
+    /// into a data directory. Every write acknowledged before the call is in it.
+    pub fn snapshot(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dims: Vec<Arc<DimInner>> = self.dimensions().into_iter().map(|d| d.inner).collect();
+        crate::snapshot::snapshot(&*self.inner.shared.io, &dims, dest.as_ref())
+    }
+
+    /// Streams a snapshot as a `.tar.gz` whose entries are `consciousness/Dnn/...`;
+    /// restore it with `tar -xzf backup.tar.gz -C data/mmap`. Returns the writer.
+    pub fn backup<W: std::io::Write>(&self, out: W) -> Result<W> {
+        let tmp = self.inner.shared.layout.temp().join(format!("snapshot-{}", crate::region::unique()));
+        let result = self.snapshot(&tmp).and_then(|()| crate::snapshot::write_tar_gz(&tmp, out));
+        if let Err(e) = self.inner.shared.io.remove_dir_all(&tmp) {
+            tracing::warn!(path = %tmp.display(), error = %e, "could not remove a snapshot's scratch copy; the next open sweeps it");
+        }
+        result
+    }
+
+    /// Reads and checks everything (see [`VerifyReport`]); changes nothing.
+    pub fn verify(&self) -> VerifyReport {
+        let mut report = VerifyReport::default();
+        for d in self.dimensions() {
+            crate::verify::verify_dimension(&d.inner, &mut report);
+        }
+        report
     }
 
     /// The existing dimension with this name or directory name (`D07`).
