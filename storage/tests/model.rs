@@ -1,5 +1,6 @@
 //! Model-based property test: random operations against the engine and a `BTreeMap`,
-//! with reopen and simulated power loss (through `FaultyIo`) as steps. Small regions
+//! with reopen, simulated power loss (through `FaultyIo`), compaction and
+//! snapshot-and-restore as steps. Small regions
 //! force growth and sealing. A failing case is shrunk and printed by proptest; rerun it
 //! with `PROPTEST_CASES=1` and the seed proptest saves in `proptest-regressions/`.
 
@@ -23,6 +24,8 @@ enum Step {
     Prefix(u8, bool),
     Reopen,
     Crash,
+    Compact,
+    Snapshot,
 }
 
 fn key(k: u8) -> Vec<u8> {
@@ -45,6 +48,8 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (0u8..4, any::<bool>()).prop_map(|(p, r)| Step::Prefix(p, r)),
         2 => Just(Step::Reopen),
         2 => Just(Step::Crash),
+        3 => Just(Step::Compact),
+        1 => Just(Step::Snapshot),
     ]
 }
 
@@ -54,6 +59,7 @@ fn config(io: &Arc<FaultyIo>) -> Config {
         .max_size(8192)
         .durability(Durability::Immediate)
         .background_compaction(false)
+        .compaction_threshold(0.3)
         .io(Arc::new(io.clone()) as Arc<dyn Io>)
 }
 
@@ -125,6 +131,17 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let want = if rev { want.into_iter().rev().collect() } else { want };
                 prop_assert_eq!(got, want);
             }
+            Step::Compact => {
+                d.compact().unwrap();
+            }
+            Step::Snapshot => {
+                let snap = tempfile::tempdir().unwrap();
+                store.snapshot(snap.path().join("s")).unwrap();
+                let copy = Store::open_with(snap.path().join("s"), config(&FaultyIo::new())).unwrap();
+                let got = collect(copy.get_dimension("model").unwrap().iter());
+                let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                prop_assert_eq!(got, want);
+            }
             Step::Reopen | Step::Crash => {
                 if matches!(s, Step::Crash) {
                     // Every write above was acknowledged under Immediate: all must survive.
@@ -149,8 +166,13 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn cases() -> u32 {
+    // `make soak` raises this; `make test` keeps it quick.
+    std::env::var("JESSY_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
     #[test]
     fn engine_matches_a_btreemap(steps in prop::collection::vec(step(), 1..120)) {
         run(steps)?;
