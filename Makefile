@@ -25,6 +25,35 @@ build: ## Build the jessy binary (release) and the jessy-api gateway
 	$(CARGO) build --release --locked -p jessy
 	cd api && $(GO) build -o bin/jessy-api .
 
+.PHONY: run
+run: build ## Start jessy-core (:8080) and jessy-api (:3000) on loopback with ./data/mmap; Ctrl-C stops both
+	@bash scripts/run-local.sh
+
+.PHONY: init-mmap
+init-mmap: ## Create the data directory layout and its README (MMAP_BASE_PATH, default ./data/mmap)
+	$(CARGO) build --release --locked -p jessy
+	$(JESSY) init
+
+.PHONY: mmap-info
+mmap-info: ## Show the data directory: dimensions, layers, keys, live and disk bytes
+	$(CARGO) build --release --locked -p jessy
+	$(JESSY) info
+
+.PHONY: test-mmap
+test-mmap: ## Check every checksum and index entry of the data directory (jessy verify)
+	$(CARGO) build --release --locked -p jessy
+	$(JESSY) verify
+
+.PHONY: backup
+backup: ## Write a consistent backup of the data directory to BACKUP (default backup.tar.gz)
+	$(CARGO) build --release --locked -p jessy
+	$(JESSY) backup $(BACKUP)
+
+.PHONY: restore
+restore: ## Restore BACKUP into an empty data directory (jessy restore --force overwrites)
+	$(CARGO) build --release --locked -p jessy
+	$(JESSY) restore $(BACKUP)
+
 .PHONY: test
 test: test-unit test-integration test-go test-deploy test-bdd ## Run the whole test suite (what CI runs)
 	@echo "make test: all suites passed"
@@ -39,8 +68,9 @@ test-integration: ## Rust integration tests (tests/ of every crate)
 	$(CARGO) test --workspace --locked --tests
 
 .PHONY: test-go
-test-go: ## Go gateway: go vet and go test -race
-	cd api && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+test-go: ## Go gateway: go vet and go test -race (end-to-end against a freshly built jessy)
+	$(CARGO) build --locked -p jessy
+	cd api && $(GO) vet ./... && JESSY_BIN=$(CURDIR)/target/debug/jessy $(GO) test -race -count=1 ./...
 
 .PHONY: test-deploy
 test-deploy: ## Validate compose files and lint Dockerfiles (no Docker engine needed)
@@ -57,6 +87,13 @@ lint: ## rustfmt, clippy -D warnings, gofmt, go vet
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@test -z "$$(gofmt -l api)" || { gofmt -l api; echo "gofmt: files above need formatting"; exit 1; }
 	cd api && $(GO) vet ./...
+
+.PHONY: coverage
+coverage: ## Line coverage: Rust crates (cargo-tarpaulin, installed on first use) and the Go module
+	@command -v cargo-tarpaulin >/dev/null || $(CARGO) install --locked cargo-tarpaulin
+	$(CARGO) tarpaulin --workspace --skip-clean --out Html --out Lcov --output-dir coverage --exclude-files 'benches/*' 'fuzz/*'
+	cd api && $(GO) test -count=1 -coverprofile=../coverage/go.out ./... && $(GO) tool cover -func=../coverage/go.out | tail -1
+	@echo "coverage reports in coverage/"
 
 .PHONY: bench
 bench: ## Criterion benchmarks of the engine
