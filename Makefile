@@ -55,7 +55,7 @@ restore: ## Restore BACKUP into an empty data directory (jessy restore --force o
 	$(JESSY) restore $(BACKUP)
 
 .PHONY: test
-test: test-unit test-integration test-go test-deploy test-bdd ## Run the whole test suite (what CI runs)
+test: test-unit test-integration test-go test-deploy test-bdd test-api-smoke ## Run the whole test suite (what CI runs)
 	@echo "make test: all suites passed"
 
 .PHONY: test-unit
@@ -80,6 +80,13 @@ test-deploy: ## Validate compose files and lint Dockerfiles (no Docker engine ne
 .PHONY: test-bdd
 test-bdd: ## Gherkin scenarios in tests/features, against the real binaries
 	@if [ -f tests/bdd.rs ]; then $(CARGO) test --locked --test bdd; fi
+
+.PHONY: test-api test-api-smoke
+test-api: ## Schemathesis against jessy-core's /openapi.json (EXAMPLES per operation, default 300)
+	bash server/tests/schemathesis.sh $(or $(EXAMPLES),300)
+
+test-api-smoke: ## Quick Schemathesis run (20 examples per operation), part of make test
+	bash server/tests/schemathesis.sh 20
 
 .PHONY: lint
 lint: ## rustfmt, clippy -D warnings, gofmt, go vet

@@ -41,7 +41,7 @@ pub enum Error {
     MissingFiles(Vec<PathBuf>),
 
     /// Another process holds the store's lock.
-    #[error("{path} is locked by process {holder}; stop it or use its HTTP API instead")]
+    #[error("{path} is locked by another process ({holder}); stop it, or use its HTTP API instead")]
     Locked {
         /// The lock file.
         path: PathBuf,

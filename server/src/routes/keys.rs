@@ -1,0 +1,293 @@
+//! Single keys: `GET`/`HEAD`/`PUT`/`DELETE /v1/dimensions/{dim}/keys/{key...}`.
+//!
+//! Values travel as raw bytes. Each stored value has a version, sent as `ETag: "<version>"`;
+//! `If-Match`/`If-None-Match: *` turn a write into a compare-and-set.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jessy_storage::{Expect, Version};
+
+use super::check_key;
+use crate::keys::{parse_key_path, KeyPath};
+use crate::{blocking, ApiError, AppState, Problem};
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// A raw value (documentation only: bodies are any bytes).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawValue(#[allow(dead_code)] Vec<u8>);
+
+fn etag(version: Version) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// `"123"` to version 123; anything else (weak tags, lists, garbage) is not one of ours.
+fn parse_etag(s: &str) -> Option<Version> {
+    s.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// The condition a write carries, from `If-Match` / `If-None-Match`.
+fn write_condition(headers: &HeaderMap) -> Result<Option<Expect>, ApiError> {
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value.to_str().map_err(|_| ApiError::malformed("If-Match is not ASCII"))?.trim();
+        if text == "*" {
+            return Ok(Some(Expect::Present));
+        }
+        return match parse_etag(text) {
+            Some(version) => Ok(Some(Expect::Version(version))),
+            // An entity tag we never issued can never match: the condition fails (RFC 9110 13.1.1).
+            None => Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "condition_failed",
+                format!("If-Match {text} names no version of this key; send the ETag of a GET, like \"42\""),
+            )),
+        };
+    }
+    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
+        let text = value.to_str().map_err(|_| ApiError::malformed("If-None-Match is not ASCII"))?.trim();
+        if text == "*" {
+            return Ok(Some(Expect::Absent));
+        }
+        return Err(ApiError::malformed("on a write, If-None-Match only takes * (write only if the key has no value)"));
+    }
+    Ok(None)
+}
+
+/// `If-None-Match` on a read: does the client already have this version?
+fn not_modified(headers: &HeaderMap, version: Version) -> bool {
+    let Some(text) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    text.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
+}
+
+async fn read(state: &AppState, raw_path: &str) -> Result<jessy_storage::Value, ApiError> {
+    let KeyPath { dim, key } = parse_key_path(raw_path)?;
+    check_key(&key)?;
+    let store = state.store.clone();
+    let value = blocking::run(move || Ok(store.get_dimension(&dim)?.get(&key)?)).await?;
+    value.ok_or_else(ApiError::key_not_found)
+}
+
+fn value_head(value: &jessy_storage::Value) -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM)),
+        (header::ETAG, etag(value.version())),
+        (header::CONTENT_LENGTH, HeaderValue::from(value.len())),
+    ]
+}
+
+/// Reads a value: the raw bytes, with its version as `ETag`.
+#[utoipa::path(
+    get,
+    path = "/v1/dimensions/{dim}/keys/{key}",
+    tag = "keys",
+    params(
+        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        ("key" = String, Path, example = "user:42", description = "The key: the rest of the path, percent-decoded to bytes (`a/b/c` is one key, `%00%FF` two bytes); 1 to 4096 bytes"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag the client has; answered 304 if it is still current"),
+    ),
+    responses(
+        (status = 200, description = "The value", body = RawValue, content_type = "application/octet-stream", headers(("ETag" = String, description = "The value's version, quoted"))),
+        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`key_not_found` or `dimension_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Key longer than 4096 bytes (`key_too_large`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let value = read(&state, uri.path()).await?;
+    if not_modified(&headers, value.version()) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
+    }
+    let head = value_head(&value);
+    // Zero-copy: the body borrows the memory map through the value.
+    Ok((StatusCode::OK, head, Body::from(Bytes::from_owner(value))).into_response())
+}
+
+/// Like `GET`, without the body: does the key exist, how long is it, which version.
+#[utoipa::path(
+    head,
+    path = "/v1/dimensions/{dim}/keys/{key}",
+    tag = "keys",
+    params(
+        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        ("key" = String, Path, example = "user:42", description = "The key, percent-encoded"),
+    ),
+    responses(
+        (status = 200, description = "The key has a value", headers(("ETag" = String, description = "The value's version"), ("Content-Length" = u64, description = "The value's length"))),
+        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 400, description = "Malformed key or dimension name"),
+        (status = 401, description = "Missing or wrong bearer token"),
+        (status = 404, description = "`key_not_found` or `dimension_not_found`"),
+        (status = 414, description = "Key longer than 4096 bytes"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn head(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let value = read(&state, uri.path()).await?;
+    if not_modified(&headers, value.version()) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
+    }
+    Ok((StatusCode::OK, value_head(&value)).into_response())
+}
+
+/// Stores a value (the raw request body). `If-Match: "<version>"` writes only over that
+/// version, `If-None-Match: *` only if the key has no value; 412 otherwise.
+#[utoipa::path(
+    put,
+    path = "/v1/dimensions/{dim}/keys/{key}",
+    tag = "keys",
+    params(
+        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`), or `*`: only if the key has a value"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value"),
+    ),
+    request_body(content = RawValue, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE)"),
+    responses(
+        (status = 204, description = "Stored", headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name, bad If-None-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dimension (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The condition failed (`condition_failed`); the current ETag is sent when there is one", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The value does not fit in a region (`value_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Key longer than 4096 bytes (`key_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is read-only (`read_only`)", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Disk full (`disk_full`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let KeyPath { dim, key } = parse_key_path(uri.path())?;
+    check_key(&key)?;
+    let condition = write_condition(&headers)?;
+    let value = body.map_err(|rejection| body_error(rejection, &state))?;
+    let store = state.store.clone();
+    let version = blocking::run(move || {
+        let dim = store.get_dimension(&dim)?;
+        Ok(match condition {
+            Some(expect) => dim.put_if(&key, &value, expect)?,
+            None => dim.put(&key, &value)?,
+        })
+    })
+    .await?;
+    Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response())
+}
+
+/// Deletes a key: 204 whether or not it had a value. `If-Match` makes it conditional.
+#[utoipa::path(
+    delete,
+    path = "/v1/dimensions/{dim}/keys/{key}",
+    tag = "keys",
+    params(
+        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the current version is this ETag, or `*`: only if the key has a value"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (or was not there)"),
+        (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dimension (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The condition failed (`condition_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 414, description = "Key longer than 4096 bytes (`key_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is read-only (`read_only`)", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Disk full (`disk_full`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let KeyPath { dim, key } = parse_key_path(uri.path())?;
+    check_key(&key)?;
+    let condition = write_condition(&headers)?;
+    let store = state.store.clone();
+    blocking::run(move || {
+        let dim = store.get_dimension(&dim)?;
+        match condition {
+            Some(expect) => dim.delete_if(&key, expect)?,
+            None => dim.delete(&key)?,
+        };
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A body that could not be read: too large (413) or broken off (400).
+pub(crate) fn body_error(rejection: BytesRejection, state: &AppState) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!(
+                "the request body is larger than this server accepts ({} bytes: the region size MMAP_MAX_SIZE={} plus room for encoding); raise MMAP_MAX_SIZE",
+                state.config.body_limit(),
+                state.config.storage.max_size_bytes()
+            ),
+        )
+    } else {
+        ApiError::malformed(format!("the request body could not be read: {}", rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_round_trip() {
+        assert_eq!(parse_etag(etag(Version(42)).to_str().unwrap()), Some(Version(42)));
+        assert_eq!(parse_etag("W/\"42\""), None);
+        assert_eq!(parse_etag("42"), None);
+        assert_eq!(parse_etag("\"x\""), None);
+    }
+
+    #[test]
+    fn conditions_from_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(write_condition(&h).unwrap(), None);
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Absent));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"7\""));
+        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Version(Version(7))));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Present));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("W/\"7\""));
+        assert_eq!(write_condition(&h).unwrap_err().status, StatusCode::PRECONDITION_FAILED);
+    }
+
+    #[test]
+    fn not_modified_matches_lists_and_weak_tags() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"1\", W/\"5\""));
+        assert!(not_modified(&h, Version(5)));
+        assert!(!not_modified(&h, Version(6)));
+    }
+}

@@ -1,0 +1,113 @@
+//! Opening the store, accepting connections, and stopping cleanly.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use jessy_storage::Store;
+use tokio::net::TcpListener;
+
+use crate::{router, shutdown_signal, AppState, ServerConfig};
+
+/// Runs jessy-core: opens the store (failing with the holder's pid if another process has
+/// it), listens on `config.addr`, serves until SIGTERM or Ctrl-C, lets in-flight requests
+/// finish (up to `config.shutdown_grace`), then syncs and closes the store, releasing its lock.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let storage = config.storage.clone();
+    let data = storage.base_path_ref().display().to_string();
+    let durability = storage.durability_mode();
+    // Opening recovers the store (reads manifests, checks tails): blocking work.
+    let store = tokio::task::spawn_blocking(move || Store::open_config(storage))
+        .await
+        .context("the task opening the store died")?
+        .with_context(|| format!("cannot open the store in {data} (MMAP_BASE_PATH)"))?;
+
+    let listener = match TcpListener::bind(&config.addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            close_store(store).await;
+            return Err(e).with_context(|| format!("cannot listen on {} (JESSY_ADDR)", config.addr));
+        }
+    };
+    let addr = listener.local_addr().context("reading the listening address")?;
+    tracing::info!(
+        addr = %addr,
+        data = %data,
+        durability = %durability,
+        auth = config.api_token.is_some(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+
+    let app = router(AppState::new(store.clone(), config.clone()));
+    let served = serve(listener, app, &config, shutdown_signal()).await;
+    // Whatever happened while serving, sync and release the lock before returning.
+    close_store(store).await;
+    tracing::info!("stopped");
+    served.context("serving HTTP")
+}
+
+async fn close_store(store: Store) {
+    let closed = tokio::task::spawn_blocking(move || {
+        store.sync()?;
+        store.close()
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) => tracing::info!("store synced and closed"),
+        Ok(Err(e)) => tracing::error!(error = %e, code = e.code(), "closing the store failed"),
+        Err(e) => tracing::error!(error = %e, "the task closing the store died"),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits up
+/// to `config.shutdown_grace` for in-flight requests. HTTP/1.1 and HTTP/2 (prior knowledge)
+/// are both spoken; a client gets `config.header_read_timeout` to send a request's headers.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("stopped accepting; finishing in-flight requests");
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?config.shutdown_grace, "in-flight requests did not finish in time; closing their connections");
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Fuzzes jessy-core against its own OpenAPI description (GET /openapi.json) with Schemathesis:
+# no generated request may get a 5xx, and every documented response must match its schema.
+#
+#   server/tests/schemathesis.sh [MAX_EXAMPLES]     # default 20 per operation
+#
+# Installs Schemathesis into target/schemathesis-venv on first use (PyPI), builds the jessy
+# binary (debug), serves a fresh temporary store on a free loopback port, runs, stops the
+# server with SIGTERM (which must exit 0) and exits with Schemathesis's status.
+set -euo pipefail
+
+MAX_EXAMPLES="${1:-20}"
+SCHEMATHESIS_VERSION="4.32.5"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$ROOT/target/schemathesis-venv"
+JESSY="$ROOT/target/debug/jessy"
+
+if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "schemathesis.sh: installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+(cd "$ROOT" && cargo build --quiet --locked -p jessy)
+
+WORK="$(mktemp -d)"
+LOG="$WORK/jessy.log"
+# Small regions keep generated bodies cheap; durability none keeps the run fast.
+MMAP_INITIAL_SIZE=65536 MMAP_MAX_SIZE=1048576 JESSY_DURABILITY=none RUST_LOG=warn,jessy_server::server=info \
+  "$JESSY" serve --addr 127.0.0.1:0 --data "$WORK/data" >"$LOG" 2>&1 &
+PID=$!
+stop() {
+  if kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi
+  rm -rf "$WORK"
+}
+trap stop EXIT
+
+ADDR=""
+for _ in $(seq 1 100); do
+  ADDR="$(grep -o '"addr":"[^"]*"' "$LOG" | head -n1 | cut -d'"' -f4 || true)"
+  [ -n "$ADDR" ] && break
+  kill -0 "$PID" 2>/dev/null || { echo "schemathesis.sh: jessy serve died:"; cat "$LOG"; exit 2; }
+  sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "schemathesis.sh: jessy serve did not start:"; cat "$LOG"; exit 2; }
+echo "schemathesis.sh: jessy serve on $ADDR (pid $PID), $MAX_EXAMPLES examples per operation"
+
+set +e
+# Run from the scratch directory: Schemathesis keeps its example database in ./.schemathesis.
+cd "$WORK"
+"$VENV/bin/schemathesis" run "http://$ADDR/openapi.json" \
+  --checks not_a_server_error,response_schema_conformance \
+  --max-examples "$MAX_EXAMPLES" \
+  --request-timeout 30 \
+  --no-color
+STATUS=$?
+set -e
+
+kill -TERM "$PID"
+if ! wait "$PID"; then
+  echo "schemathesis.sh: jessy serve did not exit cleanly on SIGTERM; its log:"
+  cat "$LOG"
+  STATUS=1
+fi
+if grep -q '"level":"ERROR"' "$LOG"; then
+  echo "schemathesis.sh: the server logged errors:"
+  grep '"level":"ERROR"' "$LOG" | head -n 20
+fi
+exit "$STATUS"
