@@ -7,7 +7,6 @@ use std::process::ExitCode;
 #[derive(Debug)]
 pub enum Failure {
     /// What was asked for does not exist; the message says what.
-    #[allow(dead_code)] // used by the data subcommands (get, del, ...)
     NotFound(String),
     /// Any other error, with its chain of causes.
     Error(anyhow::Error),
@@ -28,10 +27,38 @@ impl Failure {
                 ExitCode::from(1)
             }
             Failure::Error(e) => {
-                // `{:#}` prints the whole chain: "cannot open the store in X: X is locked by process 42; ..."
-                eprintln!("jessy: error: {e:#}");
+                eprintln!("jessy: error: {}", chain(&e));
                 ExitCode::from(2)
             }
         }
+    }
+}
+
+/// The whole chain of causes, "context: cause: cause", skipping a cause whose text the
+/// message already ends with (engine errors print their OS error and also expose it as the
+/// source).
+fn chain(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_skip_repeated_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(io).context("open x: gone").context("restoring");
+        assert_eq!(chain(&e), "restoring: open x: gone");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&e), "outer: inner");
     }
 }
