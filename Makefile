@@ -106,6 +106,36 @@ coverage: ## Line coverage: Rust crates (cargo-tarpaulin, installed on first use
 bench: ## Criterion benchmarks of the engine
 	$(CARGO) bench -p jessy-storage
 
+.PHONY: soak
+soak: ## Long fault-injection run, release build (docs/TESTING.md): 100k power losses, 10k kill -9, every bit flip
+	JESSY_FAULT_SEEDS=$${JESSY_FAULT_SEEDS:-100000} JESSY_KILL_ROUNDS=$${JESSY_KILL_ROUNDS:-10000} \
+	JESSY_BITFLIPS=$${JESSY_BITFLIPS:-10000} JESSY_FLIP_EVERY_BIT=1 JESSY_FAULT_NTH=$${JESSY_FAULT_NTH:-100000} \
+	JESSY_CONCURRENCY_SEEDS=$${JESSY_CONCURRENCY_SEEDS:-2000} JESSY_FUZZ_CASES=$${JESSY_FUZZ_CASES:-20000} \
+	JESSY_PROPTEST_CASES=$${JESSY_PROPTEST_CASES:-2000} \
+	$(CARGO) test --release --locked --no-fail-fast -p jessy-storage --test 'fault_*' --test model -- --nocapture
+
+.PHONY: fuzz
+fuzz: ## Fuzz decoders and store opening, 60 s per target (cargo fuzz on nightly, else proptest)
+	@if rustup toolchain list 2>/dev/null | grep -q '^nightly' && \
+	    { cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked; }; then \
+	  JESSY_FUZZ_SEED_CORPUS=$(CURDIR)/fuzz/corpus $(CARGO) test --locked -q -p jessy-storage --test fault_fuzz -- --exact seed_corpus && \
+	  for t in record_decoder key_index manifest_parser open_store; do \
+	    (cd fuzz && cargo +nightly fuzz run -O $$t -- -max_total_time=$${FUZZ_SECONDS:-60}) || exit 1; \
+	  done; \
+	else \
+	  echo "make fuzz: cargo fuzz needs nightly Rust and cargo-fuzz; running the same targets through proptest"; \
+	  JESSY_FUZZ_CASES=$${JESSY_FUZZ_CASES:-50000} $(CARGO) test --release --locked -p jessy-storage --test fault_fuzz; \
+	fi
+
+N ?= 1000000
+.PHONY: bench-compare
+bench-compare: ## Jessy against redb, LMDB, sled, fjall, RocksDB (N=1,000,000; set N=...)
+	cd benches/compare && $(CARGO) run --release -- --n $(N)
+
+.PHONY: bench-http
+bench-http: ## HTTP load test on loopback: jessy-core, jessy-api, axum baseline, Redis, etcd (needs wrk; benches/http)
+	bash benches/http/run.sh
+
 .PHONY: clean
 clean: ## Remove build outputs (keeps data/mmap)
 	$(CARGO) clean

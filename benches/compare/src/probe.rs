@@ -1,0 +1,235 @@
+//! `jessy-compare probe PHASE`: one jessy workload at a time, repeated, for a profiler.
+//!
+//! ```text
+//! jessy-compare probe load   --n 1000000 --dir /tmp/p      # once: fill the store
+//! perf record -g -- jessy-compare probe reopen --n 1000000 --dir /tmp/p --repeat 5
+//! perf record -g -- jessy-compare probe get    --n 1000000 --dir /tmp/p --repeat 3
+//! ```
+//!
+//! Phases: load, bulkloader, reopen, get, get2, range, put, batch. `--max-size BYTES` sets
+//! `Config::max_size` (default: `Config::default()`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use jessy_storage::{Config, Durability, Store, WriteBatch};
+
+use crate::engines::Res;
+use crate::report::percentile;
+use crate::workload::{key, value, Picks, BULK_BATCH, WRITE_BATCH};
+
+pub fn main(argv: &[String]) -> Res<()> {
+    let phase = argv.first().cloned().unwrap_or_default();
+    let (mut n, mut dir, mut repeat, mut max_size) = (1_000_000u64, PathBuf::from("/tmp/jessy-probe"), 1usize, None);
+    let mut count = 0u64;
+    let mut it = argv.iter().skip(1);
+    while let Some(f) = it.next() {
+        let v = it.next().ok_or("flag needs a value")?;
+        match f.as_str() {
+            "--n" => n = v.parse()?,
+            "--dir" => dir = PathBuf::from(v),
+            "--repeat" => repeat = v.parse()?,
+            "--count" => count = v.parse()?,
+            "--max-size" => max_size = Some(v.parse::<u64>()?),
+            _ => return Err(format!("unknown flag {f}").into()),
+        }
+    }
+    let config = |d: Durability| {
+        let c = Config::default().durability(d);
+        match max_size {
+            Some(m) => c.max_size(m),
+            None => c,
+        }
+    };
+    match phase.as_str() {
+        "load" => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let t = Instant::now();
+            let store = Store::open_with(&dir, config(Durability::None))?;
+            let d = store.dimension("default")?;
+            let mut i = 0;
+            while i < n {
+                let mut b = WriteBatch::new();
+                for j in i..(i + BULK_BATCH).min(n) {
+                    b.push_put(key(j), value(j));
+                }
+                d.write(b)?;
+                i += BULK_BATCH;
+            }
+            store.sync()?;
+            println!("load: {n} keys in {:?}", t.elapsed());
+            drop(d);
+            store.close()?;
+        }
+        "bulkloader" => {
+            for _ in 0..repeat {
+                let _ = std::fs::remove_dir_all(&dir);
+                let t = Instant::now();
+                let store = Store::open_with(&dir, config(Durability::Immediate))?;
+                let mut l = store.bulk_load("bench")?;
+                for i in 0..n {
+                    l.put(key(i), value(i))?;
+                }
+                l.finish()?;
+                println!("bulkloader: {n} keys in {:?}", t.elapsed());
+            }
+        }
+        "reopen" => {
+            for _ in 0..repeat {
+                let t = Instant::now();
+                let store = Store::open_with(&dir, config(Durability::Immediate))?;
+                let d = store.dimension("default")?;
+                let found = d.get(key(n / 2))?.is_some();
+                let took = t.elapsed();
+                println!(
+                    "reopen: {took:?} (found {found}, {} keys, recovery_time {:?})",
+                    d.len(),
+                    store.stats().recovery_time
+                );
+            }
+        }
+        "get" | "get2" | "range" => {
+            let store = Store::open_with(&dir, config(Durability::Immediate))?;
+            let d = store.dimension("default")?;
+            for i in 0..n {
+                d.get(key(i))?.ok_or("missing")?;
+            }
+            let count = if count == 0 { n } else { count };
+            for _ in 0..repeat {
+                let t = Instant::now();
+                let mut sink = 0usize;
+                match phase.as_str() {
+                    "get" => {
+                        for i in Picks::new(0xBEEF, n).take(count as usize) {
+                            sink += d.get(key(i))?.map_or(0, |v| v.len());
+                        }
+                    }
+                    "get2" => {
+                        sink = std::thread::scope(|s| {
+                            let hs: Vec<_> = (0..2u64)
+                                .map(|t| {
+                                    let d = &d;
+                                    s.spawn(move || {
+                                        let mut sink = 0usize;
+                                        for i in Picks::new(0xBEEF + t, n).take(count as usize / 2) {
+                                            sink += d.get(key(i)).unwrap().map_or(0, |v| v.len());
+                                        }
+                                        sink
+                                    })
+                                })
+                                .collect();
+                            hs.into_iter().map(|h| h.join().unwrap()).sum()
+                        });
+                    }
+                    _ => {
+                        for i in Picks::new(0xA11CE, n).take(count as usize) {
+                            for kv in d.range(key(i).as_slice()..).take(10) {
+                                sink += kv?.1.len();
+                            }
+                        }
+                    }
+                }
+                let secs = t.elapsed().as_secs_f64();
+                println!("{phase}: {:.0} ops/s ({sink})", count as f64 / secs);
+            }
+        }
+        "put" | "batch" => {
+            let store = Store::open_with(&dir, config(Durability::Immediate))?;
+            let d = store.dimension("default")?;
+            let count = if count == 0 { 2000 } else { count };
+            let mut next = n + 10_000_000;
+            for _ in 0..repeat {
+                let mut lat = Vec::new();
+                let t = Instant::now();
+                for _ in 0..count {
+                    let s = Instant::now();
+                    if phase == "put" {
+                        d.put(key(next), value(next))?;
+                        next += 1;
+                    } else {
+                        let mut b = WriteBatch::new();
+                        for _ in 0..WRITE_BATCH {
+                            b.push_put(key(next), value(next));
+                            next += 1;
+                        }
+                        d.write(b)?;
+                    }
+                    lat.push(s.elapsed());
+                }
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "{phase}: {:.0} commits/s, p50 {:?}, p99 {:?}, max {:?}, syncs {}",
+                    count as f64 / secs,
+                    percentile(&lat, 50.0),
+                    percentile(&lat, 99.0),
+                    percentile(&lat, 100.0),
+                    store.stats().syncs
+                );
+            }
+        }
+        "compact" => {
+            // On a loaded store: remove every even key (durable batches of 10,000), then compact
+            // until nothing is left to do, printing what is on disk at each step.
+            let store = Store::open_with(&dir, config(Durability::Immediate))?;
+            let d = store.dimension("default")?;
+            let show = |what: &str| {
+                let st = d.stats();
+                println!(
+                    "{what}: keys {} live {:.1} MiB disk_bytes {:.1} MiB layers {} du {:.1} MiB",
+                    st.keys,
+                    st.live_bytes as f64 / 1048576.0,
+                    st.disk_bytes as f64 / 1048576.0,
+                    st.layers,
+                    crate::disk_usage(&dir) as f64 / 1048576.0
+                );
+            };
+            show("before");
+            let evens: Vec<u64> = (0..n).step_by(2).collect();
+            for chunk in evens.chunks(BULK_BATCH as usize) {
+                let mut b = WriteBatch::new();
+                for i in chunk {
+                    b.push_delete(key(*i));
+                }
+                d.write(b)?;
+            }
+            show("after removals");
+            for round in 1..=5 {
+                let t = Instant::now();
+                let r = d.compact()?;
+                println!("compact round {round}: {r:?} in {:?}", t.elapsed());
+                show("  now");
+                if r.layers_compacted == 0 {
+                    break;
+                }
+            }
+            drop(d);
+            store.close()?;
+            show_files(&dir);
+        }
+        _ => return Err("phase: load, bulkloader, reopen, get, get2, range, put, batch or compact".into()),
+    }
+    Ok(())
+}
+
+fn show_files(dir: &std::path::Path) {
+    fn walk(p: &std::path::Path, out: &mut Vec<(String, u64)>) {
+        use std::os::unix::fs::MetadataExt;
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            if m.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path().display().to_string(), m.blocks() * 512));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    for (f, b) in files {
+        println!("  {:>8.2} MiB  {f}", b as f64 / 1048576.0);
+    }
+}
