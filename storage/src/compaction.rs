@@ -8,6 +8,7 @@
 //! already) and unlink the old files. A crash before the commit leaves unlisted files that
 //! the next open sweeps; a crash after it leaves old files that the next open sweeps.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -17,6 +18,15 @@ use crate::manifest::LayerEntry;
 use crate::record::Kind;
 use crate::segment::{scan_frames, Segment};
 use crate::{CompactReport, Error, Result};
+
+/// Layers a compaction wrote without giving much back, with their live bytes at the time.
+/// A layer of tombstones that must stay has no live bytes and so looks 100% dead: without
+/// this memo every compaction would rewrite it again for nothing. It is picked again only
+/// once its live bytes change (an overwrite or delete made part of it dead).
+pub(crate) type Futile = HashMap<u32, u64>;
+
+/// A compaction that gives back less than this share of what it read is futile.
+const FUTILE_SHARE: f64 = 0.1;
 
 /// A live put that was copied: where it was, and where it is now.
 struct Moved {
@@ -28,7 +38,7 @@ struct Moved {
 
 impl DimInner {
     /// The sealed layers worth compacting, and the oldest sequence number of every other.
-    fn pick(&self) -> (Vec<(LayerEntry, Arc<Segment>)>, Vec<u64>) {
+    fn pick(&self, futile: &Futile) -> (Vec<(LayerEntry, Arc<Segment>)>, Vec<u64>) {
         let threshold = self.shared.config.compaction_threshold;
         let w = self.writer.lock();
         let state = self.state.read();
@@ -37,7 +47,10 @@ impl DimInner {
         for l in &w.manifest.layers {
             let live = state.layer_live.get(&l.layer_id).copied().unwrap_or(0);
             let dead = l.size.saturating_sub(live);
-            let worth = l.size > 0 && dead as f64 >= threshold * l.size as f64 && dead > 0;
+            let worth = l.size > 0
+                && dead as f64 >= threshold * l.size as f64
+                && dead > 0
+                && futile.get(&l.layer_id) != Some(&live);
             match state.segments.get(&l.layer_id) {
                 Some(seg) if worth => picked.push((l.clone(), seg.clone())),
                 _ => others.push(l.min_seq),
@@ -48,10 +61,10 @@ impl DimInner {
 
     /// Runs one compaction now (see the module docs).
     pub fn compact(&self) -> Result<CompactReport> {
-        let _one = self.compacting.lock();
+        let mut futile = self.compacting.lock();
         self.check_live()?;
         self.shared.check_writable()?;
-        let (picked, others) = self.pick();
+        let (picked, others) = self.pick(&futile);
         if picked.is_empty() {
             return Ok(CompactReport::default());
         }
@@ -64,7 +77,16 @@ impl DimInner {
         io.create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
         let result = self.copy_and_publish(&picked, &others, &staging);
         let _ = io.remove_dir_all(&staging);
-        let report = result?;
+        let (report, written) = result?;
+        let read: u64 = picked.iter().map(|(l, _)| l.size).sum();
+        if (report.bytes_reclaimed as f64) < FUTILE_SHARE * read as f64 {
+            let state = self.state.read();
+            for id in written {
+                futile.insert(id, state.layer_live.get(&id).copied().unwrap_or(0));
+            }
+        }
+        let listed: Vec<u32> = self.writer.lock().manifest.layers.iter().map(|l| l.layer_id).collect();
+        futile.retain(|id, _| listed.contains(id));
         self.shared.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(dimension = %self.name, layers = report.layers_compacted, reclaimed = report.bytes_reclaimed, "compacted");
         Ok(report)
@@ -75,7 +97,7 @@ impl DimInner {
         picked: &[(LayerEntry, Arc<Segment>)],
         others: &[u64],
         staging: &std::path::Path,
-    ) -> Result<CompactReport> {
+    ) -> Result<(CompactReport, Vec<u32>)> {
         let mut moved = Vec::new();
         let next_id = || {
             let mut w = self.writer.lock();
@@ -134,7 +156,8 @@ impl DimInner {
             }
         }
         let built = builder.finish()?;
-        self.install(picked, built, moved)
+        let written = built.iter().map(|b| b.entry.layer_id).collect();
+        Ok((self.install(picked, built, moved)?, written))
     }
 
     /// Moves the new layers into place, commits the manifest, repoints the index and
@@ -149,6 +172,13 @@ impl DimInner {
         let layers_dir = self.paths.layers();
         let old_bytes: u64 = picked.iter().map(|(_, s)| s.file.len().unwrap_or(0)).sum();
         let mut w = self.writer.lock();
+        // The entries left behind as dead were superseded by newer writes, which under
+        // `Durability::None`/`Periodic` may still be unsynced in the active region. Once the
+        // commit below unlinks the old layers, a power loss would take both versions and the
+        // key would vanish (or an older version behind a dropped tombstone come back). So
+        // make every write so far durable before the commit. Found by
+        // tests/fault_power_loss.rs (`unsynced_writes_leave_a_prefix`).
+        self.sync_locked(&mut w)?;
         let mut new_segments = Vec::new();
         let commit = (|| -> Result<()> {
             for b in &built {

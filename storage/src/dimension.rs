@@ -118,8 +118,9 @@ pub(crate) struct DimInner {
     pub writer: Mutex<Writer>,
     synced: Condvar,
     dropped: AtomicBool,
-    /// One compaction at a time per dimension.
-    pub compacting: Mutex<()>,
+    /// One compaction at a time per dimension. It guards the layers that were found not
+    /// worth rewriting (see compaction.rs).
+    pub compacting: Mutex<crate::compaction::Futile>,
 }
 
 /// A handle to one dimension of a [`Store`](crate::Store): cheap to clone, `Send + Sync`.
@@ -461,8 +462,9 @@ impl DimInner {
         }
     }
 
-    /// Syncs the active region now, for `sync()`, periodic durability, seal and close.
-    fn sync_locked(&self, w: &mut Writer) -> Result<()> {
+    /// Syncs the active region now, for `sync()`, periodic durability, seal, compaction
+    /// and close.
+    pub(crate) fn sync_locked(&self, w: &mut Writer) -> Result<()> {
         if w.synced_seq >= w.written_seq && w.pending.is_empty() {
             return Ok(());
         }
@@ -773,7 +775,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         }),
         synced: Condvar::new(),
         dropped: AtomicBool::new(false),
-        compacting: Mutex::new(()),
+        compacting: Mutex::new(Default::default()),
     })
 }
 
@@ -828,16 +830,24 @@ fn load_sealed(
     let io = &*shared.io;
     let map = seg.map();
     let data_end = (entry.offset + entry.size) as usize;
-    if data_end > map.len() || entry.offset != FILE_HEADER_LEN as u64 {
+    // A layer cut short is damage like any other: salvage keeps its whole records (below,
+    // rebuilding the key index, which still describes the uncut file); without salvage it
+    // is an error. (Salvage used to refuse it too: tests/fault_corruption.rs,
+    // `salvage_keeps_the_whole_records_of_a_cut_sealed_layer`.)
+    let cut_short = data_end > map.len();
+    if entry.offset != FILE_HEADER_LEN as u64 || (cut_short && !shared.config.salvage) {
         return Err(Error::corruption(
             seg.path(),
             0,
             format!("index.json says records end at {data_end}, the file has {} bytes", map.len()),
         ));
     }
+    if cut_short {
+        tracing::error!(file = %seg.path().display(), expected = data_end, found = map.len(), "salvage: sealed layer is shorter than index.json says; keeping its whole records");
+    }
     let keys_path = paths.dir.join(&entry.keys_file);
     let index = match KeyIndex::load(io, &keys_path) {
-        Ok(k) if k.header.layer_id == entry.layer_id && k.data_end as usize == data_end => Some(k),
+        Ok(k) if !cut_short && k.header.layer_id == entry.layer_id && k.data_end as usize == data_end => Some(k),
         Ok(_) => {
             tracing::warn!(file = %keys_path.display(), "key index does not match its layer; rebuilding it");
             None
@@ -850,8 +860,8 @@ fn load_sealed(
     let index = match index {
         Some(k) => k,
         None => {
-            let rebuilt =
-                build_key_index(io, &paths.keys(entry.layer_id), dim, entry.layer_id, &map[..data_end], &seg.path());
+            let log = &map[..data_end.min(map.len())];
+            let rebuilt = build_key_index(io, &paths.keys(entry.layer_id), dim, entry.layer_id, log, &seg.path());
             let rebuilt = match rebuilt {
                 Ok(r) => r,
                 Err(e) if shared.config.salvage => {

@@ -119,6 +119,11 @@ impl KeyIndex {
                 at = body.len();
                 return Some(Err(format!("key index item at {at} has an unknown kind")));
             };
+            if b[1] != 0 {
+                let item = at;
+                at = body.len();
+                return Some(Err(format!("key index item at {item} has a reserved byte that is not zero")));
+            }
             let key_len = u16::from_le_bytes([b[2], b[3]]) as usize;
             if key_len == 0 || ITEM_HEADER_LEN + key_len > b.len() {
                 at = body.len();

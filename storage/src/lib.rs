@@ -63,3 +63,88 @@ pub const MAX_KEY_LEN: usize = 4096;
 
 /// The on-disk format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The decoders behind `Store::open`, reachable from outside the crate for fuzzing
+/// (`fuzz/` and `tests/fault_fuzz.rs`). Not an API: it may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::record::{self, Kind};
+
+    /// A decoded entry: kind (1 put, 2 delete), key, value.
+    pub type Entry = (u8, Vec<u8>, Vec<u8>);
+
+    /// A decoded key index item: kind, key, value length, entry offset, sequence number.
+    pub type KeyItem = (u8, Vec<u8>, u32, u32, u64);
+
+    fn kind(k: u8) -> Kind {
+        Kind::from_u8(k).unwrap_or(Kind::Put)
+    }
+
+    fn invalid(e: record::Invalid) -> String {
+        format!("{e:?}")
+    }
+
+    /// `record::decode_frame`: for a valid frame at the start of `b`, its sequence number,
+    /// entries and length.
+    pub fn decode_frame(b: &[u8]) -> Result<(u64, Vec<Entry>, usize), String> {
+        let (h, entries) = record::decode_frame(b).map_err(invalid)?;
+        let entries = entries.into_iter().map(|(_, e)| (e.kind as u8, e.key.to_vec(), e.value.to_vec())).collect();
+        Ok((h.seq, entries, h.total_len()))
+    }
+
+    /// `record::decode_entry`: a valid entry at the start of `b`, and its length.
+    pub fn decode_entry(b: &[u8]) -> Result<(Entry, usize), String> {
+        let (e, n) = record::decode_entry(b).map_err(invalid)?;
+        Ok(((e.kind as u8, e.key.to_vec(), e.value.to_vec()), n))
+    }
+
+    /// A frame as the engine writes it.
+    pub fn encode_frame(seq: u64, entries: &[Entry]) -> Vec<u8> {
+        let mut f = record::FrameBuilder::with_capacity(64);
+        for (k, key, value) in entries {
+            f.push(kind(*k), key, value);
+        }
+        let mut f = f.finish();
+        f.set_seq(seq);
+        f.bytes().to_vec()
+    }
+
+    /// `segment::scan_frames` over a whole log file (header included, not checked): where
+    /// the last whole frame ends, why the walk stopped early if it did, and the frames seen.
+    pub fn scan_log(b: &[u8]) -> (usize, Option<String>, usize) {
+        let mut frames = 0;
+        let scan = crate::segment::scan_frames(b, b.len(), |_, _, _| frames += 1);
+        (scan.end, scan.stopped.map(|(at, why)| format!("{why} at {at}")), frames)
+    }
+
+    /// `record::FileHeader::decode`: dimension and layer id of a log (`keys` false) or key
+    /// index (`keys` true) header.
+    pub fn decode_file_header(b: &[u8], keys: bool) -> Result<(u32, u32), String> {
+        let k = if keys { record::FileKind::Keys } else { record::FileKind::Log };
+        record::FileHeader::decode(b, k).map(|h| (h.dimension_id, h.layer_id))
+    }
+
+    /// `keyindex::KeyIndex::decode`: dimension, layer, records end, items.
+    pub fn decode_key_index(b: &[u8]) -> Result<(u32, u32, u32, Vec<KeyItem>), String> {
+        let k = crate::keyindex::KeyIndex::decode(b.to_vec())?;
+        let items = k.iter().map(|i| (i.kind as u8, i.key.to_vec(), i.value_len, i.offset, i.seq)).collect();
+        Ok((k.header.dimension_id, k.header.layer_id, k.data_end, items))
+    }
+
+    /// A key index as the engine writes it.
+    pub fn encode_key_index(dimension: u32, layer: u32, data_end: u32, items: &[KeyItem]) -> Vec<u8> {
+        let items = items.iter().map(|(k, key, value_len, offset, seq)| crate::keyindex::KeyItem {
+            kind: kind(*k),
+            key,
+            value_len: *value_len,
+            offset: *offset,
+            seq: *seq,
+        });
+        crate::keyindex::encode(dimension, layer, data_end, items)
+    }
+
+    /// `manifest::Manifest::decode`; a valid manifest comes back re-encoded.
+    pub fn decode_manifest(b: &[u8]) -> Result<Vec<u8>, String> {
+        crate::manifest::Manifest::decode(b).map(|m| m.encode())
+    }
+}

@@ -68,6 +68,12 @@ impl FileHeader {
         if crc32fast::hash(&b[0..28]) != u32_at(b, 28) {
             return Err("file header checksum mismatch".into());
         }
+        // Reserved means zero (docs/FORMAT.md); a header with other bytes there and a
+        // checksum to match was not written by this format. (cargo fuzz forged one:
+        // tests/fuzz-regressions/key_index/.)
+        if b[20..28] != [0u8; 8] {
+            return Err("file header reserved bytes are not zero".into());
+        }
         let version = u32_at(b, 8);
         if version != FORMAT_VERSION {
             return Err(format!(

@@ -122,12 +122,23 @@ impl Store {
         let base = path.as_ref().to_path_buf();
         config.base_path = base.clone();
         let io = config.io.clone();
+        let base_existed = base.is_dir();
         io.create_dir_all(&base).map_err(Error::io("create directory", &base))?;
         let layout = Layout { base };
         let lock = LockFile::acquire(&layout.lock())?;
         tracing::debug!(lock = %lock.path().display(), "store locked");
         for dir in [layout.consciousness(), layout.proto(), layout.temp()] {
             io.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        }
+        // A directory just made is an entry of its parent, and only an fsync of the parent
+        // makes that entry durable: without this, a power loss after the first writes could
+        // take `consciousness/` (and every acknowledged write in it) away. Found by
+        // tests/fault_power_loss.rs (`a_fresh_store_survives_power_loss`).
+        io.sync_dir(&layout.base).map_err(Error::io("fsync directory", &layout.base))?;
+        if !base_existed {
+            if let Some(parent) = layout.base.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io.sync_dir(parent).map_err(Error::io("fsync directory", parent))?;
+            }
         }
         let shared = Arc::new(Shared {
             config,

@@ -210,3 +210,24 @@ fn background_compaction_runs_on_its_own() {
     }
     check(&d, &model);
 }
+
+#[test]
+fn layers_of_tombstones_that_must_stay_are_not_rewritten_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), config());
+    let d = store.dimension("default").unwrap();
+    // An old layer that compaction leaves alone keeps every later tombstone alive.
+    for i in 0..400 {
+        d.put(format!("stable{i:04}"), value(i, 120)).unwrap();
+    }
+    for i in 0..3000 {
+        d.delete(format!("gone{i:05}")).unwrap();
+    }
+    let mut rounds = Vec::new();
+    for _ in 0..4 {
+        rounds.push(d.compact().unwrap());
+    }
+    assert!(rounds[0].layers_compacted > 0, "{rounds:?}");
+    assert_eq!(rounds[3].layers_compacted, 0, "compaction keeps rewriting the same tombstones: {rounds:?}");
+    assert_eq!(d.len(), 400);
+}

@@ -32,10 +32,14 @@ fn run(durability: Durability) {
     const KEYS: u64 = 64;
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    // Everyone starts together: otherwise, under Durability::None, the writers can finish
+    // before a reader has run at all.
+    let start = Arc::new(std::sync::Barrier::new(5));
     let mut writers = Vec::new();
     for w in 0..2u64 {
-        let (d, acked) = (d.clone(), acked.clone());
+        let (d, acked, start) = (d.clone(), acked.clone(), start.clone());
         writers.push(std::thread::spawn(move || {
+            start.wait();
             for gen in 1..=400u64 {
                 let k = (gen * 13 + w * 7) % KEYS;
                 // Each writer owns the keys of its parity, so generations only grow.
@@ -52,8 +56,9 @@ fn run(durability: Durability) {
     }
     let mut readers = Vec::new();
     for r in 0..3u64 {
-        let (d, acked, stop) = (d.clone(), acked.clone(), stop.clone());
+        let (d, acked, stop, start) = (d.clone(), acked.clone(), stop.clone(), start.clone());
         readers.push(std::thread::spawn(move || {
+            start.wait();
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let k = (n * 31 + r) % KEYS;

@@ -1,0 +1,7 @@
+//! Sealed layers' key indexes (`keyindex::KeyIndex::decode`).
+#![no_main]
+
+#[path = "../../storage/tests/common/fuzz_targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::key_index(data));
