@@ -78,8 +78,18 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			pr.Out.Header.Set(requestIDHeader, reqInfoFrom(pr.In.Context()).id)
 		},
 		Transport: timedTransport{next: g.transport, metrics: g.metrics},
-		// -1 flushes after every write: values and snapshots stream instead of piling up here.
-		FlushInterval: -1,
+		// Bodies stream instead of piling up here. A body of unknown length (a snapshot, any
+		// chunked response) is flushed after every write: ReverseProxy does that by itself
+		// whatever FlushInterval says. A body with a Content-Length (a value) passes through
+		// the connection's 4 KiB write buffer as it arrives, and a small one leaves with the
+		// headers in one write. With -1 here, every response would also start a timer
+		// goroutine that flushes the headers on their own first: three writes and a goroutine
+		// for a 150-byte value (docs/BENCHMARKS.md, ## HTTP).
+		FlushInterval: 0,
+		// Without a pool every response allocates a fresh 32 KiB copy buffer, which for small
+		// values is most of what the gateway allocates and so most of its garbage collection
+		// (see docs/BENCHMARKS.md, ## HTTP).
+		BufferPool: copyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway already set X-Request-Id on the response; jessy-core echoes the same ID,
 			// and a copy would make the header appear twice.
@@ -90,6 +100,30 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 }
+
+// copyBufferSize is what ReverseProxy allocates for itself when it has no pool.
+const copyBufferSize = 32 << 10
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (p *bufferPool) Put(b []byte) {
+	if cap(b) < copyBufferSize {
+		return
+	}
+	b = b[:copyBufferSize]
+	p.pool.Put(&b)
+}
+
+// copyBuffers is shared by every gateway in the process: buffers hold no request state.
+var copyBuffers = &bufferPool{}
 
 // proxyError answers when jessy-core gave no response. It tells apart the client's own fault
 // (body too large or too slow, or gone) from jessy-core's (down: 502, too slow: 504).

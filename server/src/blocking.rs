@@ -1,8 +1,10 @@
 //! Running engine calls off the async executor.
 //!
-//! Every engine call may block (an `fdatasync`, a page fault on the map, a compaction), so
+//! Engine calls may block (an `fdatasync`, a page fault on the map, a compaction), so
 //! handlers run them with [`run`] on tokio's blocking pool instead of stalling the worker
-//! threads that serve other connections.
+//! threads that serve other connections. Two exceptions, measured in docs/BENCHMARKS.md
+//! (`## HTTP`): a single-key read, and the first 256 KiB of a scan page, run on the worker,
+//! since they never wait for a lock held across I/O and the hop costs more than they do.
 
 use crate::ApiError;
 

@@ -1,5 +1,26 @@
 //! Logs: JSON lines on standard output, filtered by `RUST_LOG` (default `info`).
+//!
+//! The lines are those of `tracing_subscriber`'s JSON formatter (`fmt().json()`, current span
+//! on, span list off), byte for byte. Only the formatting of an event is done here, by
+//! [`FastJson`], because the stock formatter re-parses the current span's fields from JSON
+//! text into a map for every line and writes through a UTF-8-checking adaptor; with one
+//! access-log line per request that was a tenth of jessy-core's CPU time per `GET`
+//! (docs/BENCHMARKS.md, `## HTTP`). A span's fields are written once, by [`FastJsonFields`],
+//! as the JSON object text the stock field formatter makes, and spliced into each line.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::ser::{SerializeMap, Serializer as _};
+use tracing::field::{Field, Visit};
+use tracing::span::Record;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON-lines subscriber. Each line carries the fields of the spans it happened
@@ -14,5 +35,387 @@ pub fn init_logging() {
         .with_span_list(false)
         .with_target(true)
         .with_writer(std::io::stdout)
+        .map_event_format(|stock| FastJson { stock, timer: SystemTime })
+        .fmt_fields(FastJsonFields)
         .try_init();
+}
+
+/// Formats a span's fields as `JsonFields` does, `{"name":value,...}` sorted by name (the
+/// last of repeated names wins), without its map of `serde_json::Value`s: each value is
+/// written once into one buffer and the entries are sorted by name.
+pub(crate) struct FastJsonFields;
+
+/// One field: its name and where its JSON value sits in [`FieldsVisitor::values`].
+type Entry = (&'static str, std::ops::Range<usize>);
+
+/// Collects fields as `JsonVisitor` records them.
+#[derive(Default)]
+struct FieldsVisitor {
+    entries: Vec<Entry>,
+    values: Vec<u8>,
+}
+
+impl FieldsVisitor {
+    fn push(&mut self, name: &'static str, value: &impl serde::Serialize) {
+        let start = self.values.len();
+        if serde_json::to_writer(&mut self.values, value).is_ok() {
+            self.entries.push((name, start..self.values.len()));
+        } else {
+            self.values.truncate(start);
+        }
+    }
+
+    fn write(mut self, writer: &mut Writer<'_>) -> fmt::Result {
+        // Stable: among equal names the last recorded stays last, and is the one kept.
+        self.entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(self.values.len() + 16 * self.entries.len() + 2);
+        out.push(b'{');
+        for (i, (name, range)) in self.entries.iter().enumerate() {
+            if self.entries.get(i + 1).is_some_and(|next| next.0 == *name) {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, name).map_err(|_| fmt::Error)?;
+            out.push(b':');
+            out.extend_from_slice(&self.values[range.clone()]);
+        }
+        out.push(b'}');
+        writer.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl Visit for FieldsVisitor {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // As `serde_json::Value::from(f64)`: NaN and the infinities are `null`.
+        self.push(field.name(), &value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field.name(), &value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field.name(), &value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field.name(), &value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field.name(), &value);
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        // An array of numbers, as `serde_json::Value::from(&[u8])`.
+        self.push(field.name(), &value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            // `log` metadata, which the formatter has already used.
+            name if name.starts_with("log.") => {}
+            name => {
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                self.push(name, &format!("{value:?}"));
+            }
+        }
+    }
+}
+
+impl<'w> FormatFields<'w> for FastJsonFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = FieldsVisitor::default();
+        fields.record(&mut visitor);
+        visitor.write(&mut writer)
+    }
+
+    /// Fields recorded on a span after it was created (`span.record`): rare, so merged as
+    /// `JsonFields` merges them, through a map of values.
+    fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &Record<'_>) -> fmt::Result {
+        if current.fields.is_empty() {
+            return self.format_fields(current.as_writer(), fields);
+        }
+        let mut merged: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&current.fields).map_err(|_| fmt::Error)?;
+        let mut visitor = FieldsVisitor::default();
+        fields.record(&mut visitor);
+        for (name, range) in visitor.entries {
+            let value = serde_json::from_slice(&visitor.values[range]).map_err(|_| fmt::Error)?;
+            merged.insert(name.to_string(), value);
+        }
+        current.fields = serde_json::to_string(&merged).map_err(|_| fmt::Error)?;
+        Ok(())
+    }
+}
+
+/// Formats an event as `fmt().json().with_current_span(true).with_span_list(false)` does:
+/// `{"timestamp","level","fields":{...},"target","span":{<fields>,"name"}}`. Events bridged
+/// from the `log` crate, and spans whose fields are not a JSON object, go to `stock`.
+pub(crate) struct FastJson<E, T> {
+    pub(crate) stock: E,
+    pub(crate) timer: T,
+}
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl<S, N, E, T> FormatEvent<S, N> for FastJson<E, T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    E: FormatEvent<S, N>,
+    T: FormatTime,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        if meta.fields().field("log.target").is_some() {
+            // A `log` record: the stock formatter swaps in the record's own metadata.
+            return self.stock.format_event(ctx, writer, event);
+        }
+        let span = event.parent().and_then(|id| ctx.span(id)).or_else(|| ctx.lookup_current());
+        let extensions = span.as_ref().map(|span| span.extensions());
+        let span_fields = match &extensions {
+            None => None,
+            Some(ext) => match ext.get::<FormattedFields<N>>() {
+                Some(f) if f.fields.starts_with('{') && f.fields.ends_with('}') => Some(f.fields.as_str()),
+                _ => {
+                    drop(extensions);
+                    return self.stock.format_event(ctx, writer, event);
+                }
+            },
+        };
+
+        let mut timestamp = String::new();
+        self.timer.format_time(&mut Writer::new(&mut timestamp))?;
+
+        let mut write = |line: &mut Vec<u8>| -> fmt::Result {
+            line.clear();
+            {
+                // The map is not ended: after these entries it is closed by hand below.
+                let mut ser = serde_json::Serializer::new(&mut *line);
+                let mut map = ser.serialize_map(None).map_err(|_| fmt::Error)?;
+                map.serialize_entry("timestamp", &timestamp).map_err(|_| fmt::Error)?;
+                map.serialize_entry("level", level_name(meta.level())).map_err(|_| fmt::Error)?;
+                map.serialize_entry("fields", &EventFields(event)).map_err(|_| fmt::Error)?;
+                map.serialize_entry("target", meta.target()).map_err(|_| fmt::Error)?;
+            }
+            if let (Some(span), Some(fields)) = (&span, span_fields) {
+                // `fields` is a JSON object made by the stock field formatter; the stock event
+                // formatter parses it and writes its entries back in the same order, then `name`.
+                line.extend_from_slice(b",\"span\":");
+                line.extend_from_slice(&fields.as_bytes()[..fields.len() - 1]);
+                if fields.len() > 2 {
+                    line.push(b',');
+                }
+                line.extend_from_slice(b"\"name\":");
+                serde_json::to_writer(&mut *line, span.metadata().name()).map_err(|_| fmt::Error)?;
+                line.push(b'}');
+            }
+            line.push(b'}');
+            writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)?;
+            writeln!(writer)
+        };
+        // A `Debug` impl that logs would re-enter here: it gets a buffer of its own.
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => write(&mut line),
+            Err(_) => write(&mut Vec::new()),
+        })
+    }
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        _ => "TRACE",
+    }
+}
+
+/// An event's fields as a JSON object, as `tracing_serde`'s `SerializeFieldMap` writes them.
+struct EventFields<'a, 'b>(&'a Event<'b>);
+
+impl serde::Serialize for EventFields<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let map = serializer.serialize_map(Some(self.0.fields().count()))?;
+        let mut visitor = MapVisitor { map, state: Ok(()) };
+        self.0.record(&mut visitor);
+        visitor.state?;
+        visitor.map.end()
+    }
+}
+
+/// `tracing_serde::SerdeMapVisitor`: the same types recorded the same way (everything else
+/// goes through `record_debug`, as `Visit`'s defaults do).
+struct MapVisitor<M: SerializeMap> {
+    map: M,
+    state: Result<(), M::Error>,
+}
+
+impl<M: SerializeMap> Visit for MapVisitor<M> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &format_args!("{value:?}"));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &value);
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.state.is_ok() {
+            self.state = self.map.serialize_entry(field.name(), &value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    struct FixedTime;
+
+    impl FormatTime for FixedTime {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-11-27T12:10:50.029523Z")
+        }
+    }
+
+    #[derive(Debug)]
+    struct Oops;
+
+    impl fmt::Display for Oops {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("disk \"full\"\n")
+        }
+    }
+
+    impl std::error::Error for Oops {}
+
+    fn events() {
+        tracing::info!("listening");
+        tracing::warn!(addr = "127.0.0.1:0", port = 8080u16, delta = -3i64, ok = true, "bound {}", 1);
+        tracing::error!(error = &Oops as &dyn std::error::Error, ratio = 0.71, nan = f64::NAN, big = 1e300, "failed");
+        tracing::info!(r#type = "x", big = u128::MAX, bytes = ?b"\x00\xff", text = "quote \" back \\ tab \t é \u{1}");
+        let span =
+            tracing::info_span!("request", request_id = "abc", method = "GET", route = "/v1/{x}", path = "/v1/a%20b");
+        span.in_scope(|| {
+            tracing::info!(status = 200u16, latency_ms = 0.25, "request");
+            let inner = tracing::debug_span!("inner", n = 1, late = tracing::field::Empty);
+            inner.record("late", "set later");
+            inner.in_scope(|| tracing::warn!("nested"));
+            tracing::error!(parent: &inner, "explicit parent");
+        });
+        tracing::info_span!("empty").in_scope(|| tracing::info!(x = 1, "no span fields"));
+        let kinds = tracing::info_span!(
+            "kinds",
+            z = 1.5,
+            nan = f64::NAN,
+            neg = -7i64,
+            flag = false,
+            r#type = "t",
+            dbg = ?Some("x\"y"),
+            err = &Oops as &dyn std::error::Error,
+            wide = 1u128 << 100,
+            a = "first",
+            a = "second",
+            late = tracing::field::Empty,
+            later = tracing::field::Empty,
+        );
+        kinds.in_scope(|| tracing::info!("kinds"));
+        kinds.record("late", 3u64);
+        kinds.record("a", "third");
+        kinds.record("later", tracing::field::display("shown"));
+        kinds.in_scope(|| tracing::info!("kinds after record"));
+        let fresh = tracing::info_span!("fresh", late = tracing::field::Empty);
+        fresh.record("late", "only");
+        fresh.in_scope(|| tracing::info!("recorded into empty"));
+        tracing::info_span!("quoted\"name", field = "v").in_scope(|| tracing::info!("odd span name"));
+        tracing::debug!(target: "custom::target", "custom target");
+    }
+
+    fn capture(fast: bool) -> String {
+        let out = Capture::default();
+        let builder = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(EnvFilter::new("trace"))
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .with_timer(FixedTime)
+            .with_writer(out.clone());
+        if fast {
+            let subscriber = builder
+                .map_event_format(|stock| FastJson { stock, timer: FixedTime })
+                .fmt_fields(FastJsonFields)
+                .finish();
+            tracing::subscriber::with_default(subscriber, events);
+        } else {
+            tracing::subscriber::with_default(builder.finish(), events);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn lines_are_those_of_the_stock_json_formatter() {
+        let (stock, fast) = (capture(false), capture(true));
+        assert_eq!(stock.lines().count(), 13, "{stock}");
+        for (s, f) in stock.lines().zip(fast.lines()) {
+            assert_eq!(f, s);
+            serde_json::from_str::<serde_json::Value>(f).unwrap();
+        }
+        assert_eq!(fast, stock);
+    }
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use prometheus::{
     Encoder as _, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -89,8 +90,8 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub(crate) fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let status = status.to_string();
+    pub(crate) fn observe_request(&self, method: &str, route: &str, status: StatusCode, elapsed: Duration) {
+        // `as_str` is the code's digits without an allocation per request.
         let labels = [method, route, status.as_str()];
         self.requests.with_label_values(&labels).inc();
         self.latency.with_label_values(&labels).observe(elapsed.as_secs_f64());
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn renders_requests_and_engine_gauges() {
         let m = Metrics::new();
-        m.observe_request("GET", "/health", 200, Duration::from_millis(3));
+        m.observe_request("GET", "/health", StatusCode::OK, Duration::from_millis(3));
         let stats = jessy_storage::StoreStats {
             dimensions: vec![],
             syncs: 7,

@@ -33,7 +33,28 @@ pub(crate) fn accept_or_generate(incoming: Option<&HeaderValue>) -> String {
             !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(fresh_id)
+}
+
+/// A new random (version 4) UUID, from a per-thread SplitMix64 generator seeded once from the
+/// operating system. `Uuid::new_v4` asks the kernel for every id (a `getrandom` system call
+/// per request); a request id has to be unique, not secret.
+fn fresh_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+    }
+    fn next(state: &Cell<u64>) -> u64 {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let z = (s ^ (s >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let (hi, lo) = STATE.with(|s| (next(s), next(s)));
+    let bytes = ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_string()
 }
 
 /// The middleware itself (installed by [`router`](crate::router) around everything else).
@@ -42,8 +63,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     let id = accept_or_generate(req.headers().get(&X_REQUEST_ID));
     req.extensions_mut().insert(RequestId(id.clone()));
     // Label by the route template, not the raw path: keys must not explode the label space.
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let route = route.as_deref().unwrap_or("unmatched").to_string();
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = metric_method(req.method());
 
     let span = tracing::info_span!("request", request_id = %id, method, route = %route, path = %req.uri().path());
@@ -55,7 +76,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
 
     let status = response.status();
     let elapsed = started.elapsed();
-    state.metrics.observe_request(method, &route, status.as_u16(), elapsed);
+    state.metrics.observe_request(method, &route, status, elapsed);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
@@ -171,5 +192,18 @@ mod tests {
             assert_eq!(id.len(), 36, "a uuid");
         }
         assert_eq!(accept_or_generate(None).len(), 36);
+    }
+
+    #[test]
+    fn generated_ids_are_v4_uuids_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| accept_or_generate(None)).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        let other = std::thread::spawn(|| accept_or_generate(None)).join().unwrap();
+        assert!(!ids.contains(&other));
     }
 }

@@ -68,11 +68,15 @@ fn not_modified(headers: &HeaderMap, version: Version) -> bool {
         .any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
 }
 
-async fn read(state: &AppState, raw_path: &str) -> Result<jessy_storage::Value, ApiError> {
+/// Reads a key on the worker thread itself, not on the blocking pool: a read takes a read
+/// lock, looks the key up in memory and checksums the value in the memory map; it never
+/// waits for a writer's `fdatasync` nor for a compaction. Only a page fault on a cold map
+/// may touch the disk, which costs about what the hop to the blocking pool costs anyway
+/// (two thread wake-ups per request; measured in docs/BENCHMARKS.md, `## HTTP`).
+fn read(state: &AppState, raw_path: &str) -> Result<jessy_storage::Value, ApiError> {
     let KeyPath { dim, key } = parse_key_path(raw_path)?;
     check_key(&key)?;
-    let store = state.store.clone();
-    let value = blocking::run(move || Ok(store.get_dimension(&dim)?.get(&key)?)).await?;
+    let value = state.store.get_dimension(&dim)?.get(&key)?;
     value.ok_or_else(ApiError::key_not_found)
 }
 
@@ -109,7 +113,7 @@ pub(crate) async fn get(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let value = read(&state, uri.path()).await?;
+    let value = read(&state, uri.path())?;
     if not_modified(&headers, value.version()) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
     }
@@ -142,7 +146,7 @@ pub(crate) async fn head(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let value = read(&state, uri.path()).await?;
+    let value = read(&state, uri.path())?;
     if not_modified(&headers, value.version()) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
     }

@@ -7,8 +7,10 @@
 
 use std::ops::Bound;
 
+use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::Json;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -242,52 +244,252 @@ fn key_range(p: &Params) -> Option<KeyRange> {
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn scan(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<ScanPage>, ApiError> {
+pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
     let dim = parse_dimension_path(uri.path())?;
     let params = parse_params(uri.query())?;
-    let store = state.store.clone();
-    let page = blocking::run(move || {
-        let dim = store.get_dimension(&dim)?;
-        let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-        let Some(range) = key_range(&params) else {
-            return Ok(ScanPage { items: Vec::new(), next_cursor: None });
-        };
+    let dim = state.store.get_dimension(&dim)?;
+    let mut page = Page::new(params);
+    if let Some(range) = key_range(&page.params) {
         let iter = dim.range(range);
-        let mut iter: Box<dyn Iterator<Item = _>> = if params.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
-        let mut items = Vec::new();
-        let mut last_key = None;
-        let mut bytes = 0usize;
-        let mut more = false;
-        for entry in iter.by_ref() {
-            let (key, value) = entry?;
-            if items.len() == limit || (bytes >= MAX_PAGE_BYTES && !items.is_empty()) {
-                more = true;
-                break;
-            }
-            bytes += key.len() + if params.keys_only { 0 } else { value.len() };
-            let item = ScanItem {
-                key: params.encoding.encode(&key, "key")?,
-                value: if params.keys_only { None } else { Some(params.encoding.encode(&value, "value")?) },
-            };
-            items.push(item);
-            last_key = Some(key);
+        let iter: Box<dyn Iterator<Item = _> + Send> =
+            if page.params.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
+        // A short page (the usual one) is read right here: that costs less than the hop to
+        // the blocking pool and back. An item that would take it past INLINE_BYTES, and the
+        // rest, go to the blocking pool, so that large values do not hold up the other
+        // connections of this thread.
+        let mut iter = Some(iter);
+        if !page.fill(iter.as_mut().into_iter().flatten(), INLINE_BYTES)? {
+            page = blocking::run(move || {
+                page.fill(iter.as_mut().into_iter().flatten(), usize::MAX)?;
+                Ok(page)
+            })
+            .await?;
         }
-        let next_cursor = match (more, last_key) {
-            (true, Some(key)) => Some(Cursor { reverse: params.reverse, key }.encode()),
+    }
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], page.finish()).into_response())
+}
+
+/// How many bytes of keys and values a scan reads on the async worker before it moves to the
+/// blocking pool.
+const INLINE_BYTES: usize = 256 << 10;
+
+/// A page being read: the request's parameters, the JSON so far, where it stands.
+struct Page {
+    params: Params,
+    writer: PageWriter,
+    last_key: Option<Vec<u8>>,
+    bytes: usize,
+    more: bool,
+    /// An entry read but left for the next [`Page::fill`]: it would have gone past the budget.
+    held: Option<(Vec<u8>, jessy_storage::Value)>,
+}
+
+impl Page {
+    fn new(params: Params) -> Page {
+        let writer = PageWriter::new(params.encoding, if params.keys_only { 4 << 10 } else { 32 << 10 });
+        Page { params, writer, last_key: None, bytes: 0, more: false, held: None }
+    }
+
+    /// Adds items from `iter` until the page is full (true), or until the next item would take
+    /// the keys and values written by this call past `budget` bytes (false: that item is held,
+    /// call again with the same iterator).
+    fn fill<I>(&mut self, iter: I, budget: usize) -> Result<bool, ApiError>
+    where
+        I: Iterator<Item = jessy_storage::Result<(Vec<u8>, jessy_storage::Value)>>,
+    {
+        let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
+        let mut spent = 0usize;
+        for entry in self.held.take().map(Ok).into_iter().chain(iter) {
+            let (key, value) = entry?;
+            if self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0) {
+                self.more = true;
+                // The entry read past the end is dropped: the cursor starts after `last_key`.
+                return Ok(true);
+            }
+            let size = key.len() + if self.params.keys_only { 0 } else { value.len() };
+            if size > budget - spent {
+                self.held = Some((key, value));
+                return Ok(false);
+            }
+            spent += size;
+            self.bytes += size;
+            self.writer.item(&key, if self.params.keys_only { None } else { Some(&value) })?;
+            self.last_key = Some(key);
+        }
+        Ok(true)
+    }
+
+    fn finish(self) -> Bytes {
+        let next_cursor = match (self.more, self.last_key) {
+            (true, Some(key)) => Some(Cursor { reverse: self.params.reverse, key }.encode()),
             _ => None,
         };
-        Ok(ScanPage { items, next_cursor })
-    })
-    .await?;
-    Ok(Json(page))
+        self.writer.finish(next_cursor)
+    }
+}
+
+/// Writes a [`ScanPage`] as JSON straight from the engine's bytes, exactly as
+/// `serde_json::to_vec(&page)` would: no `String` per key and value, and a string that needs no
+/// escaping (the usual case) is copied as it is.
+struct PageWriter {
+    out: Vec<u8>,
+    encoding: Encoding,
+    items: usize,
+}
+
+impl PageWriter {
+    fn new(encoding: Encoding, capacity: usize) -> PageWriter {
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(b"{\"items\":[");
+        PageWriter { out, encoding, items: 0 }
+    }
+
+    /// Appends `{"key":..,"value":..}`; a key or value that is not UTF-8 is the same 422 as
+    /// [`Encoding::encode`] gives.
+    fn item(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), ApiError> {
+        if self.items > 0 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(b"{\"key\":");
+        self.string(key, "key")?;
+        if let Some(value) = value {
+            self.out.extend_from_slice(b",\"value\":");
+            self.string(value, "value")?;
+        }
+        self.out.push(b'}');
+        self.items += 1;
+        Ok(())
+    }
+
+    fn string(&mut self, bytes: &[u8], what: &str) -> Result<(), ApiError> {
+        match self.encoding {
+            Encoding::Utf8 => {
+                let text = std::str::from_utf8(bytes).map_err(|_| ApiError::not_utf8(what))?;
+                push_json_str(&mut self.out, text);
+            }
+            Encoding::Base64 => {
+                // The base64 alphabet needs no escaping.
+                let text = self.encoding.encode(bytes, what)?;
+                self.out.push(b'"');
+                self.out.extend_from_slice(text.as_bytes());
+                self.out.push(b'"');
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, next_cursor: Option<String>) -> Bytes {
+        self.out.extend_from_slice(b"],\"next_cursor\":");
+        match next_cursor {
+            // base64url: nothing to escape.
+            Some(cursor) => {
+                self.out.push(b'"');
+                self.out.extend_from_slice(cursor.as_bytes());
+                self.out.push(b'"');
+            }
+            None => self.out.extend_from_slice(b"null"),
+        }
+        self.out.push(b'}');
+        Bytes::from(self.out)
+    }
+}
+
+/// A JSON string as serde_json writes it: only `"`, the backslash and control characters are
+/// escaped.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    // Chunks without an early exit inside compile to vector compares.
+    let plain = !text
+        .as_bytes()
+        .chunks(64)
+        .any(|c| c.iter().fold(false, |hit, &b| hit | (b < 0x20) | (b == b'"') | (b == b'\\')));
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_written_as_serde_writes_them() {
+        let items: Vec<(&[u8], &[u8])> = vec![
+            (b"k1", b"plain value"),
+            (b"quote\"back\\slash", b"tab\tnewline\ncontrol\x01del\x7f"),
+            ("\u{e9}t\u{e9}/\u{1F600}".as_bytes(), b"</script>"),
+            (b"", b""),
+        ];
+        for encoding in [Encoding::Utf8, Encoding::Base64] {
+            for keys_only in [false, true] {
+                for cursor in [None, Some("AWZrMQ".to_string())] {
+                    let mut page = PageWriter::new(encoding, 16);
+                    let mut expected = ScanPage { items: Vec::new(), next_cursor: cursor.clone() };
+                    for (k, v) in &items {
+                        page.item(k, (!keys_only).then_some(*v)).unwrap();
+                        expected.items.push(ScanItem {
+                            key: encoding.encode(k, "key").unwrap(),
+                            value: (!keys_only).then(|| encoding.encode(v, "value").unwrap()),
+                        });
+                    }
+                    assert_eq!(page.finish(cursor).as_ref(), serde_json::to_vec(&expected).unwrap());
+                }
+            }
+        }
+        let empty = ScanPage { items: Vec::new(), next_cursor: None };
+        assert_eq!(PageWriter::new(Encoding::Utf8, 0).finish(None).as_ref(), serde_json::to_vec(&empty).unwrap());
+        let err = PageWriter::new(Encoding::Utf8, 0).item(b"k", Some(b"\xff")).unwrap_err();
+        assert_eq!((&*err.code, err.status.as_u16()), ("not_utf8", 422));
+        assert!(err.detail.contains("value"), "{}", err.detail);
+    }
+
+    #[test]
+    fn a_page_past_the_inline_budget_goes_on_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = jessy_storage::Config::default()
+            .base_path(dir.path())
+            .durability(jessy_storage::Durability::None)
+            .max_size(4 << 20);
+        let store = jessy_storage::Store::open_config(config).unwrap();
+        let dim = store.get_dimension("default").unwrap();
+        let value = "v".repeat(10 << 10);
+        for i in 0..60 {
+            dim.put(format!("k{i:03}"), &value).unwrap();
+        }
+        for (limit, items, cursor) in [(None, 60, false), (Some(45), 45, true)] {
+            let params = || Params { limit: limit.or(Some(1000)), ..Params::default() };
+            let mut whole = Page::new(params());
+            assert!(whole.fill(dim.range::<&[u8], _>(..), usize::MAX).unwrap());
+            // As the handler does: up to INLINE_BYTES, then the rest with the same iterator.
+            let mut split = Page::new(params());
+            let mut iter = dim.range::<&[u8], _>(..);
+            assert!(!split.fill(iter.by_ref(), INLINE_BYTES).unwrap());
+            assert!(split.writer.items < 30, "{}", split.writer.items);
+            assert!(split.fill(iter.by_ref(), usize::MAX).unwrap());
+            let (whole, split) = (whole.finish(), split.finish());
+            assert_eq!(split, whole);
+            let page: ScanPage = serde_json::from_slice(&split).unwrap();
+            assert_eq!(page.items.len(), items);
+            assert_eq!(page.items[items - 1].key, format!("k{:03}", items - 1));
+            assert_eq!(page.next_cursor.is_some(), cursor);
+        }
+        // One value larger than the budget: nothing is written inline, all of it after.
+        dim.put("k000", "w".repeat(INLINE_BYTES + 1)).unwrap();
+        let mut split = Page::new(Params { limit: Some(2), ..Params::default() });
+        let mut iter = dim.range::<&[u8], _>(..);
+        assert!(!split.fill(iter.by_ref(), INLINE_BYTES).unwrap());
+        assert_eq!(split.writer.items, 0);
+        assert!(split.fill(iter.by_ref(), usize::MAX).unwrap());
+        let page: ScanPage = serde_json::from_slice(&split.finish()).unwrap();
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[0].value.as_ref().map(String::len), Some(INLINE_BYTES + 1));
+        assert!(page.next_cursor.is_some());
+    }
 
     #[test]
     fn cursor_round_trips() {
