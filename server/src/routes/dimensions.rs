@@ -25,7 +25,7 @@ pub struct DimensionInfo {
     pub live_bytes: u64,
     /// Bytes its files take on disk.
     pub disk_bytes: u64,
-    /// Sealed layers.
+    /// Log files: its sealed layers plus the active region.
     pub layers: u64,
 }
 
