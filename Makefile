@@ -69,7 +69,9 @@ test-integration: ## Rust integration tests (tests/ of every crate)
 
 .PHONY: test-go
 test-go: ## Go gateway: go vet and go test -race (end-to-end against a freshly built jessy)
-	$(CARGO) build --locked -p jessy
+	@# The test build of the workspace leaves target/debug/jessy; `cargo build -p jessy` would
+	@# resolve features differently and rebuild every dependency a second time.
+	$(CARGO) test --workspace --locked --no-run --quiet
 	cd api && $(GO) vet ./... && JESSY_BIN=$(CURDIR)/target/debug/jessy $(GO) test -race -count=1 ./...
 
 .PHONY: test-deploy
