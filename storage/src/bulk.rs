@@ -12,7 +12,7 @@ use crate::builder::LayerBuilder;
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::Manifest;
 use crate::record::{entry_len, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
-use crate::{region, Dimension, Error, Result, Store, MAX_KEY_LEN};
+use crate::{region, Dimension, Error, Result, Store};
 
 /// Puts that share one sequence number (and so one frame); a later put of the same key
 /// in the load wins, as it would with single puts.
@@ -56,12 +56,7 @@ impl BulkLoader {
     /// Adds a key and its value. Nothing is visible until [`finish`](BulkLoader::finish).
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        if key.is_empty() {
-            return Err(Error::EmptyKey);
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
-        }
+        crate::dimension::check_key(key)?;
         let max = self.store.config().max_size - (FILE_HEADER_LEN + FRAME_HEADER_LEN) as u64;
         if entry_len(key.len(), value.len()) as u64 > max {
             let overhead = entry_len(key.len(), 0) as u64;

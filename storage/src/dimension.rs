@@ -163,7 +163,7 @@ impl std::fmt::Debug for Dimension {
     }
 }
 
-fn check_key(key: &[u8]) -> Result<()> {
+pub(crate) fn check_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(Error::EmptyKey);
     }
@@ -1009,15 +1009,6 @@ impl DimInner {
         let mut manifest = w.manifest.clone();
         manifest.last_seq = w.synced_seq;
         Ok(crate::snapshot::Capture { manifest, region: w.region.clone(), region_end: w.offset as usize, sealed })
-    }
-
-    /// Syncs and returns the manifest for snapshots and close.
-    pub fn close(&self) -> Result<()> {
-        let mut w = self.writer.lock();
-        if self.shared.is_read_only() {
-            return Ok(());
-        }
-        self.sync_locked(&mut w)
     }
 
     /// Periodic durability: sync if anything was written since the last sync.

@@ -359,7 +359,7 @@ impl Store {
 
     /// Syncs everything and drops this handle; the lock goes with the last handle.
     pub fn close(self) -> Result<()> {
-        let result = self.dimensions().iter().try_for_each(|d| d.inner.close());
+        let result = self.dimensions().iter().try_for_each(|d| d.inner.sync());
         drop(self);
         result
     }
@@ -432,7 +432,7 @@ impl Drop for StoreInner {
             }
         }
         for d in self.dims.read().values() {
-            if let Err(e) = d.inner.close() {
+            if let Err(e) = d.inner.sync() {
                 tracing::error!(error = %e, dimension = %d.inner.name, "sync on close failed");
             }
         }
