@@ -8,7 +8,11 @@ use jessy_storage::{Config, Durability, Store, WriteBatch};
 fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::default().max_size(64 << 20).initial_size(64 << 20);
+    // `reopen N default` measures the default 10 MiB regions instead of 64 MiB ones.
+    let config = match std::env::args().nth(2).as_deref() {
+        Some("default") => Config::default(),
+        _ => Config::default().max_size(64 << 20).initial_size(64 << 20),
+    };
     {
         let store = Store::open_with(dir.path(), config.clone().durability(Durability::None)).expect("open");
         let d = store.dimension("default").expect("dimension");

@@ -8,12 +8,15 @@
 //! already) and unlink the old files. A crash before the commit leaves unlisted files that
 //! the next open sweeps; a crash after it leaves old files that the next open sweeps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::builder::LayerBuilder;
 use crate::dimension::{DimInner, IndexKey, Loc};
+use crate::io::Io;
+use crate::keyindex::KeyIndex;
+use crate::layout::DimPaths;
 use crate::manifest::LayerEntry;
 use crate::record::Kind;
 use crate::segment::{scan_frames, Segment};
@@ -37,8 +40,8 @@ struct Moved {
 }
 
 impl DimInner {
-    /// The sealed layers worth compacting, and the oldest sequence number of every other.
-    fn pick(&self, futile: &Futile) -> (Vec<(LayerEntry, Arc<Segment>)>, Vec<u64>) {
+    /// The sealed layers worth compacting, and every other sealed layer.
+    fn pick(&self, futile: &Futile) -> (Vec<(LayerEntry, Arc<Segment>)>, Vec<LayerEntry>) {
         let threshold = self.shared.config.compaction_threshold;
         let w = self.writer.lock();
         let state = self.state.read();
@@ -53,7 +56,7 @@ impl DimInner {
                 && futile.get(&l.layer_id) != Some(&live);
             match state.segments.get(&l.layer_id) {
                 Some(seg) if worth => picked.push((l.clone(), seg.clone())),
-                _ => others.push(l.min_seq),
+                _ => others.push(l.clone()),
             }
         }
         (picked, others)
@@ -75,7 +78,8 @@ impl DimInner {
             crate::region::unique()
         ));
         io.create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
-        let result = self.copy_and_publish(&picked, &others, &staging);
+        let mut older = OlderKeys::new(others);
+        let result = self.copy_and_publish(&picked, &mut older, &staging);
         let _ = io.remove_dir_all(&staging);
         let (report, written) = result?;
         let read: u64 = picked.iter().map(|(l, _)| l.size).sum();
@@ -95,7 +99,7 @@ impl DimInner {
     fn copy_and_publish(
         &self,
         picked: &[(LayerEntry, Arc<Segment>)],
-        others: &[u64],
+        older: &mut OlderKeys,
         staging: &std::path::Path,
     ) -> Result<(CompactReport, Vec<u32>)> {
         let mut moved = Vec::new();
@@ -105,6 +109,7 @@ impl DimInner {
             w.next_layer_id += 1;
             id
         };
+        let io = &*self.shared.io;
         let mut builder =
             LayerBuilder::new(self.shared.io.clone(), staging, self.id, self.shared.config.max_size, next_id);
         for (entry, seg) in picked {
@@ -125,7 +130,7 @@ impl DimInner {
                         // in a layer this compaction does not rewrite.
                         Kind::Delete => {
                             let superseded = current.is_some_and(|l| l.seq > h.seq);
-                            !superseded && others.iter().any(|min| *min <= h.seq)
+                            !superseded && older.may_hold(io, &self.paths, e.key, h.seq)
                         }
                     };
                     if keep {
@@ -191,7 +196,15 @@ impl DimInner {
             io.sync_dir(&layers_dir).map_err(Error::io("fsync directory", &layers_dir))?;
             let mut manifest = w.manifest.clone();
             manifest.layers.retain(|l| !picked.iter().any(|(p, _)| p.layer_id == l.layer_id));
-            manifest.layers.extend(built.iter().map(|b| b.entry.clone()));
+            // Every put copied was live when copied (informational, like a seal's count).
+            let mut live: HashMap<u32, u64> = HashMap::new();
+            for m in &moved {
+                *live.entry(m.layer).or_insert(0) += m.old.size as u64;
+            }
+            manifest.layers.extend(built.iter().map(|b| LayerEntry {
+                live_bytes: live.get(&b.entry.layer_id).copied().unwrap_or(0),
+                ..b.entry.clone()
+            }));
             manifest.layers.sort_by_key(|l| l.layer_id);
             manifest.generation += 1;
             manifest.store(io, &self.paths.manifest())?;
@@ -234,5 +247,59 @@ impl DimInner {
         let _ = io.sync_dir(&layers_dir);
         let new_bytes: u64 = new_segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
         Ok(CompactReport { bytes_reclaimed: old_bytes.saturating_sub(new_bytes), layers_compacted: picked.len() })
+    }
+}
+
+/// Above this many keys in the layers a compaction leaves alone, it stops loading their
+/// key indexes and keeps every tombstone that is younger than one of them: the precise
+/// check would cost more memory than the tombstones it could drop.
+const MAX_OLDER_KEYS: u64 = 4_000_000;
+
+/// Answers "may a layer this compaction does not rewrite hold an older version of this
+/// key?", which decides whether a tombstone must be copied. Looking only at sequence
+/// numbers, one untouched layer older than the tombstones keeps all of them (after
+/// deleting half of a bulk load, that was a fifth of the store's disk); so the untouched
+/// layers' key indexes are loaded, once and only when a tombstone asks, and the key
+/// looked up in them.
+/// An untouched layer's oldest sequence number and its keys.
+type LayerKeys = (u64, HashSet<IndexKey>);
+
+pub(crate) struct OlderKeys {
+    others: Vec<LayerEntry>,
+    /// Per untouched layer: its oldest sequence number and its keys. `None` until a
+    /// tombstone asks; `Some(None)` when loading failed or would be too large, and the
+    /// answer falls back to sequence numbers alone.
+    keys: Option<Option<Vec<LayerKeys>>>,
+}
+
+impl OlderKeys {
+    pub fn new(others: Vec<LayerEntry>) -> OlderKeys {
+        OlderKeys { others, keys: None }
+    }
+
+    fn may_hold(&mut self, io: &dyn Io, paths: &DimPaths, key: &[u8], seq: u64) -> bool {
+        if !self.others.iter().any(|l| l.min_seq <= seq) {
+            return false;
+        }
+        if self.keys.is_none() {
+            self.keys = Some(self.load(io, paths));
+        }
+        match self.keys.as_ref().and_then(|k| k.as_ref()) {
+            Some(layers) => layers.iter().any(|(min, keys)| *min <= seq && keys.contains(key)),
+            None => true,
+        }
+    }
+
+    fn load(&self, io: &dyn Io, paths: &DimPaths) -> Option<Vec<LayerKeys>> {
+        if self.others.iter().map(|l| l.records).sum::<u64>() > MAX_OLDER_KEYS {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.others.len());
+        for l in &self.others {
+            // A missing or damaged key index only costs precision here; open rebuilds it.
+            let index = KeyIndex::load(io, &paths.dir.join(&l.keys_file)).ok()?;
+            out.push((l.min_seq, index.iter().map(|it| IndexKey::from_slice(it.key)).collect()));
+        }
+        Some(out)
     }
 }

@@ -23,7 +23,7 @@ use crate::record::{entry_len, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER
 use crate::region;
 use crate::segment::{scan_frames, Segment};
 use crate::store::Shared;
-use crate::{Durability, Error, Expect, Iter, Result, Value, Version, WriteBatch, MAX_KEY_LEN};
+use crate::{Durability, Error, Expect, Iter, Result, Ticket, Value, Version, WriteBatch, MAX_KEY_LEN};
 
 /// Where the newest version of a key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,21 @@ pub(crate) struct Writer {
     syncing: bool,
     /// Written but not yet durable (Immediate only), in sequence order.
     pending: Vec<(u64, Vec<Update>)>,
+    /// Callbacks of [`Ticket::on_durable`](crate::Ticket::on_durable), waiting for their
+    /// sequence number to become durable (Immediate only).
+    callbacks: Vec<(u64, crate::ticket::Callback)>,
     pub manifest: Manifest,
     pub next_layer_id: u32,
+}
+
+impl Writer {
+    pub fn synced_seq(&self) -> u64 {
+        self.synced_seq
+    }
+
+    pub fn add_callback(&mut self, seq: u64, f: crate::ticket::Callback) {
+        self.callbacks.push((seq, f));
+    }
 }
 
 pub(crate) struct DimInner {
@@ -117,6 +130,8 @@ pub(crate) struct DimInner {
     pub state: RwLock<State>,
     pub writer: Mutex<Writer>,
     synced: Condvar,
+    /// Wakes the committer thread that syncs for waiting callbacks (see ticket.rs).
+    pub committer: crate::ticket::Committer,
     dropped: AtomicBool,
     /// One compaction at a time per dimension. It guards the layers that were found not
     /// worth rewriting (see compaction.rs).
@@ -199,7 +214,7 @@ impl Dimension {
         // map alive.
         let found = self.inner.state.read().locate(key.as_ref())?;
         match found {
-            Some((seg, loc)) => seg.read_value(seg.map(), loc.off, Version(loc.seq)).map(Some),
+            Some((seg, loc)) => seg.read_value(&seg.map(), loc.off, Version(loc.seq), key.as_ref()).map(Some),
             None => Ok(None),
         }
     }
@@ -231,19 +246,42 @@ impl Dimension {
     /// Applies a batch atomically: after a crash, all of it or none of it is there.
     /// An empty batch writes nothing and returns the current version.
     pub fn write(&self, batch: WriteBatch) -> Result<Version> {
-        let ops: Vec<(Kind, &[u8], &[u8])> = batch
-            .ops
-            .iter()
-            .map(|op| match op {
-                Op::Put { key, value } => (Kind::Put, key.as_slice(), value.as_slice()),
-                Op::Delete { key } => (Kind::Delete, key.as_slice(), &[][..]),
-            })
-            .collect();
+        let ops = batch_ops(&batch);
         if ops.is_empty() {
             self.inner.check_live()?;
             return Ok(Version(self.inner.writer.lock().written_seq));
         }
         self.inner.commit(&ops, None)
+    }
+
+    /// Like [`put`](Self::put) (or [`put_if`](Self::put_if) with an `expect`), but returns
+    /// as soon as the write is in the log, with a [`Ticket`] that tells when it is durable.
+    /// Readers see the write only from then on, as with `put`. For servers that keep many
+    /// writes in flight: see [`Ticket::on_durable`].
+    pub fn submit_put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Ticket> {
+        let key = key.as_ref();
+        let seq = self.inner.append(&[(Kind::Put, key, value.as_ref())], expect.map(|e| (key, e)))?;
+        Ok(Ticket { dim: self.inner.clone(), seq })
+    }
+
+    /// [`delete`](Self::delete) (or [`delete_if`](Self::delete_if)) that returns a
+    /// [`Ticket`]; see [`submit_put`](Self::submit_put).
+    pub fn submit_delete(&self, key: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Ticket> {
+        let key = key.as_ref();
+        let seq = self.inner.append(&[(Kind::Delete, key, &[])], expect.map(|e| (key, e)))?;
+        Ok(Ticket { dim: self.inner.clone(), seq })
+    }
+
+    /// [`write`](Self::write) that returns a [`Ticket`]; see [`submit_put`](Self::submit_put).
+    pub fn submit(&self, batch: WriteBatch) -> Result<Ticket> {
+        let ops = batch_ops(&batch);
+        let seq = if ops.is_empty() {
+            self.inner.check_live()?;
+            self.inner.writer.lock().written_seq
+        } else {
+            self.inner.append(&ops, None)?
+        };
+        Ok(Ticket { dim: self.inner.clone(), seq })
     }
 
     /// Key-ordered entries within `range`, double-ended (`.rev()` walks backwards).
@@ -298,6 +336,17 @@ impl Dimension {
 }
 
 /// The smallest key greater than every key starting with `prefix`, if there is one.
+fn batch_ops(batch: &WriteBatch) -> Vec<(Kind, &[u8], &[u8])> {
+    batch
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Put { key, value } => (Kind::Put, key.as_slice(), value.as_slice()),
+            Op::Delete { key } => (Kind::Delete, key.as_slice(), &[][..]),
+        })
+        .collect()
+}
+
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
@@ -319,6 +368,9 @@ impl DimInner {
 
     pub fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::Release);
+        let mut w = self.writer.lock();
+        let name = self.name.clone();
+        fail_callbacks(&mut w, || Error::DimensionDropped(name.clone()));
     }
 
     pub fn paths(&self) -> &DimPaths {
@@ -331,6 +383,16 @@ impl DimInner {
 
     /// Validates, encodes, writes and (per durability) syncs one frame.
     fn commit(&self, ops: &[(Kind, &[u8], &[u8])], cond: Option<(&[u8], Expect)>) -> Result<Version> {
+        let seq = self.append(ops, cond)?;
+        if self.shared.config.durability == Durability::Immediate {
+            self.wait_durable(seq)?;
+        }
+        Ok(Version(seq))
+    }
+
+    /// Validates, encodes and writes one frame; returns its sequence number. Under
+    /// `Immediate` the frame is not durable (nor visible) until a sync covers it.
+    pub(crate) fn append(&self, ops: &[(Kind, &[u8], &[u8])], cond: Option<(&[u8], Expect)>) -> Result<u64> {
         self.check_live()?;
         let mut payload = 0u64;
         for (_, key, value) in ops {
@@ -390,15 +452,13 @@ impl DimInner {
             .collect();
         if self.shared.config.durability == Durability::Immediate {
             w.pending.push((seq, updates));
-            drop(w);
-            self.wait_durable(seq)?;
         } else {
             let mut state = self.state.write();
             for (key, loc) in updates {
                 state.apply(key, loc);
             }
         }
-        Ok(Version(seq))
+        Ok(seq)
     }
 
     /// The version a conditional write compares against: pending writes count, because
@@ -414,7 +474,7 @@ impl DimInner {
 
     /// Blocks until `seq` is durable. The first waiter to find no sync running becomes the
     /// leader: it syncs once for everything written so far, then publishes it.
-    fn wait_durable(&self, seq: u64) -> Result<()> {
+    pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut w = self.writer.lock();
         loop {
             if w.synced_seq >= seq {
@@ -425,25 +485,61 @@ impl DimInner {
                 self.synced.wait(&mut w);
                 continue;
             }
-            w.syncing = true;
-            let target = w.written_seq;
-            let region = w.region.clone();
-            drop(w);
-            let result = region.file.sync_data();
-            w = self.writer.lock();
-            w.syncing = false;
-            match result {
-                Ok(()) => {
-                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                    self.publish(&mut w, target);
-                }
-                Err(e) => {
-                    self.shared.poison(format!("fdatasync of {} failed: {e}", region.path().display()));
-                    w.pending.clear();
-                }
-            }
-            self.synced.notify_all();
+            w = self.lead_sync(w);
         }
+    }
+
+    /// Syncs for the callbacks waiting in the writer, until none is left (the committer
+    /// thread's round; see ticket.rs). Callbacks that can no longer become durable get
+    /// the error that stopped them.
+    pub(crate) fn sync_for_callbacks(&self) {
+        let mut w = self.writer.lock();
+        loop {
+            if w.callbacks.is_empty() {
+                return;
+            }
+            if let Err(e) = self.check_live() {
+                let name = self.name.clone();
+                drop(e);
+                fail_callbacks(&mut w, || Error::DimensionDropped(name.clone()));
+                return;
+            }
+            if let Some(reason) = self.shared.read_only_reason() {
+                fail_callbacks(&mut w, || Error::ReadOnly(reason.clone()));
+                return;
+            }
+            if w.syncing {
+                self.synced.wait(&mut w);
+                continue;
+            }
+            w = self.lead_sync(w);
+        }
+    }
+
+    /// One group sync: everything written so far is synced with the writer lock released
+    /// (writers go on appending meanwhile), then published.
+    fn lead_sync<'a>(&'a self, mut w: parking_lot::MutexGuard<'a, Writer>) -> parking_lot::MutexGuard<'a, Writer> {
+        w.syncing = true;
+        let target = w.written_seq;
+        let region = w.region.clone();
+        drop(w);
+        let result = region.file.sync_data();
+        let mut w = self.writer.lock();
+        w.syncing = false;
+        match result {
+            Ok(()) => {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                self.publish(&mut w, target);
+            }
+            Err(e) => {
+                let reason = format!("fdatasync of {} failed: {e}", region.path().display());
+                self.shared.poison(reason.clone());
+                w.pending.clear();
+                fail_callbacks(&mut w, || Error::ReadOnly(reason.clone()));
+            }
+        }
+        self.synced.notify_all();
+        w
     }
 
     /// Marks everything up to `target` durable and makes it visible to readers.
@@ -460,6 +556,16 @@ impl DimInner {
                 }
             }
         }
+        // Readers see the writes before their callbacks run, as with a blocking commit.
+        let mut i = 0;
+        while i < w.callbacks.len() {
+            if w.callbacks[i].0 <= target {
+                let (seq, callback) = w.callbacks.swap_remove(i);
+                crate::ticket::call(callback, Ok(Version(seq)));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Syncs the active region now, for `sync()`, periodic durability, seal, compaction
@@ -473,6 +579,7 @@ impl DimInner {
             let reason = format!("fdatasync of {} failed: {e}", w.region.path().display());
             self.shared.poison(reason.clone());
             w.pending.clear();
+            fail_callbacks(w, || Error::ReadOnly(reason.clone()));
             self.synced.notify_all();
             return Err(Error::ReadOnly(reason));
         }
@@ -581,6 +688,14 @@ impl DimInner {
             disk_bytes,
             layers: state.segments.len(),
         }
+    }
+}
+
+/// Answers every waiting callback with the error `err` makes: their writes will never
+/// become durable (and were never visible).
+fn fail_callbacks(w: &mut Writer, err: impl Fn() -> Error) {
+    for (_, callback) in w.callbacks.drain(..) {
+        crate::ticket::call(callback, Err(err()));
     }
 }
 
@@ -708,16 +823,31 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     let mut layers = manifest.layers.clone();
     layers.sort_by_key(|l| l.layer_id);
     // Entries of every layer, oldest layer first; the active region's are appended below.
+    // Two halves of the layers on two threads: reading key indexes is most of an open.
+    let half = layers.len().div_ceil(2).max(1);
+    let loaded = std::thread::scope(|s| {
+        let mut chunks = layers.chunks_mut(half);
+        let (first, second) = (chunks.next(), chunks.next());
+        let paths = &paths;
+        let other = second.map(|c| s.spawn(move || load_layers(shared, paths, id, c)));
+        let mine = first.map_or_else(|| Ok(Default::default()), |c| load_layers(shared, paths, id, c));
+        let theirs = match other.map(|h| h.join()) {
+            None => Ok(Default::default()),
+            Some(Ok(r)) => r,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        };
+        [mine, theirs]
+    });
     let mut sealed: Vec<Sealed> = Vec::new();
-    for l in &mut layers {
-        let seg = Segment::open(io, &paths.dir.join(&l.file), id)?;
-        if seg.layer_id != l.layer_id {
-            let reason = format!("file holds layer {}, index.json says {}", seg.layer_id, l.layer_id);
-            return Err(Error::corruption(seg.path(), 0, reason));
-        }
-        let seen = load_sealed(shared, &paths, id, &seg, l, &mut sealed)?;
+    for part in loaded {
+        let (segments, items, seen) = part?;
         max_seq = max_seq.max(seen);
-        state.segments.insert(l.layer_id, Arc::new(seg));
+        state.segments.extend(segments.into_iter().map(|seg| (seg.layer_id, Arc::new(seg))));
+        if sealed.is_empty() {
+            sealed = items;
+        } else {
+            sealed.extend(items);
+        }
     }
     // The active region: replay its frames; the first invalid one starts a torn tail.
     let map = region.map();
@@ -770,10 +900,12 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             synced_seq: max_seq,
             syncing: false,
             pending: Vec::new(),
+            callbacks: Vec::new(),
             manifest,
             next_layer_id,
         }),
         synced: Condvar::new(),
+        committer: Default::default(),
         dropped: AtomicBool::new(false),
         compacting: Mutex::new(Default::default()),
     })
@@ -785,8 +917,8 @@ type Sealed = (IndexKey, u64, Option<Loc>);
 /// Builds the index from every entry found on open (sealed layers' key indexes, then the
 /// active region's frames) at once: sorting and building the
 /// B-tree in bulk is several times faster than a million single inserts.
-fn build_index(state: &mut State, mut items: Vec<Sealed>) {
-    items.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+fn build_index(state: &mut State, items: Vec<Sealed>) {
+    let items = sort_on_two_cores(items);
     let mut puts: Vec<(IndexKey, Loc)> = Vec::with_capacity(items.len());
     let mut items = items.into_iter().peekable();
     while let Some((key, _, loc)) = items.next() {
@@ -816,6 +948,63 @@ fn build_index(state: &mut State, mut items: Vec<Sealed>) {
         // Building a map cannot fail short of running out of memory; do it here then.
         Err(_) => puts.into_iter().collect(),
     };
+}
+
+/// Sorts by key, then sequence number: each half on its own core, then one merge. The
+/// sort must be stable: a batch that writes a key twice gives both entries one sequence
+/// number, and the later one (later in `items`) is the key's state.
+fn sort_on_two_cores(mut items: Vec<Sealed>) -> Vec<Sealed> {
+    fn order(a: &Sealed, b: &Sealed) -> std::cmp::Ordering {
+        a.0.cmp(&b.0).then(a.1.cmp(&b.1))
+    }
+    if items.len() < 1 << 14 {
+        items.sort_by(order);
+        return items;
+    }
+    let mut back = items.split_off(items.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| back.sort_by(order));
+        items.sort_by(order);
+        if let Err(panic) = other.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    let mut merged = Vec::with_capacity(items.len() + back.len());
+    // On ties the front half goes first, which keeps the merge stable.
+    let (mut a, mut b) = (items.into_iter().peekable(), back.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if order(x, y).is_le() => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(item) => merged.push(item),
+            None => return merged,
+        }
+    }
+}
+
+/// Opens sealed layers and loads their keys: the segments, the entries, and the largest
+/// sequence number seen.
+fn load_layers(
+    shared: &Shared,
+    paths: &DimPaths,
+    id: u32,
+    layers: &mut [LayerEntry],
+) -> Result<(Vec<Segment>, Vec<Sealed>, u64)> {
+    let (mut segments, mut sealed, mut max_seq) = (Vec::with_capacity(layers.len()), Vec::new(), 0);
+    for l in layers {
+        let seg = Segment::open(&*shared.io, &paths.dir.join(&l.file), id)?;
+        if seg.layer_id != l.layer_id {
+            let reason = format!("file holds layer {}, index.json says {}", seg.layer_id, l.layer_id);
+            return Err(Error::corruption(seg.path(), 0, reason));
+        }
+        max_seq = max_seq.max(load_sealed(shared, paths, id, &seg, l, &mut sealed)?);
+        segments.push(seg);
+    }
+    Ok((segments, sealed, max_seq))
 }
 
 /// Loads a sealed layer's keys into the index; returns the largest sequence number seen.
@@ -1018,6 +1207,34 @@ impl DimInner {
             if let Err(e) = self.sync_locked(&mut w) {
                 tracing::error!(error = %e, dimension = %self.name, "periodic sync failed");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(i: u32) -> Option<Loc> {
+        Some(Loc { layer: 1, off: i, size: 1, seq: 0 })
+    }
+
+    #[test]
+    fn the_two_core_sort_is_the_stable_sort() {
+        // Few distinct keys and sequence numbers, so ties (a batch writing one key twice)
+        // fall on both sides of the split; the offset records the original position.
+        for n in [0usize, 5, 1 << 14, (1 << 14) + 7, 50_000] {
+            let mut x = 7u64;
+            let items: Vec<Sealed> = (0..n)
+                .map(|i| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let key = IndexKey::from_slice(format!("k{}", (x >> 33) % 97).as_bytes());
+                    (key, (x >> 20) % 5, loc(i as u32))
+                })
+                .collect();
+            let mut want = items.clone();
+            want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert!(sort_on_two_cores(items) == want, "n = {n}");
         }
     }
 }

@@ -4,12 +4,18 @@
 //! keys and locations under the read lock, releases it, and hands them out one by one.
 //! The front and back each remember the last key they handed out and narrow the range
 //! past it, so the two ends never hand out the same key.
+//!
+//! The layers a batch points into are looked up once per iterator, not once per entry:
+//! a short range over a big store otherwise spends more time cloning `Arc`s and taking the
+//! map lock than reading values.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::dimension::{DimInner, Loc};
+use memmap2::Mmap;
+
+use crate::dimension::{DimInner, IndexKey, Loc, State};
 use crate::segment::Segment;
 use crate::{Result, Value, Version};
 
@@ -18,9 +24,17 @@ use crate::{Result, Value, Version};
 const FIRST_BATCH: usize = 16;
 const MAX_BATCH: usize = 256;
 
-/// A key and where its value was when the batch was copied; the value is read and
-/// verified only when handed out, so a short scan does not pay for the whole batch.
-type Pending = (Vec<u8>, Result<(Arc<Segment>, Loc)>);
+/// A key and where its value was when the batch was copied: a slot of `Iter::layers` and
+/// the location in it. The value is read and verified only when handed out, so a short
+/// scan does not pay for the whole batch. Keys up to 32 bytes stay inline (no allocation).
+type Pending = (IndexKey, Result<(usize, Loc)>);
+
+/// A layer some copied entry points into. Holding the segment and its map keeps both
+/// alive even if compaction replaces the layer while the iterator is out.
+struct Layer {
+    seg: Arc<Segment>,
+    map: Arc<Mmap>,
+}
 
 /// Iterator over `(key, value)` pairs in key order; see [`Dimension::range`](crate::Dimension::range).
 pub struct Iter {
@@ -31,6 +45,14 @@ pub struct Iter {
     back: VecDeque<Pending>,
     exhausted: bool,
     batch: usize,
+    layers: Layers,
+}
+
+/// The layers the copied entries point into, each added on first use.
+#[derive(Default)]
+struct Layers {
+    list: Vec<Layer>,
+    slots: HashMap<u32, usize, foldhash::fast::FixedState>,
 }
 
 impl std::fmt::Debug for Iter {
@@ -41,7 +63,16 @@ impl std::fmt::Debug for Iter {
 
 impl Iter {
     pub(crate) fn new(dim: Arc<DimInner>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
-        Iter { dim, lo, hi, front: VecDeque::new(), back: VecDeque::new(), exhausted: false, batch: FIRST_BATCH }
+        Iter {
+            dim,
+            lo,
+            hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            exhausted: false,
+            batch: FIRST_BATCH,
+            layers: Layers::default(),
+        }
     }
 
     fn range_is_empty(&self) -> bool {
@@ -61,37 +92,97 @@ impl Iter {
             return;
         }
         if let Err(e) = self.dim.check_live() {
-            self.front.push_back((Vec::new(), Err(e)));
+            self.front.push_back((IndexKey::new(), Err(e)));
             self.exhausted = true;
             return;
         }
-        let state = self.dim.state.read();
+        let dim = self.dim.clone();
+        let state = dim.state.read();
         let range = state.index.range::<[u8], _>((bound_ref(&self.lo), bound_ref(&self.hi)));
         let n = self.batch;
         self.batch = (n * 2).min(MAX_BATCH);
         let mut got = Vec::with_capacity(n);
         if from_back {
             for (k, loc) in range.rev().take(n) {
-                got.push((k.to_vec(), state.segment(loc.layer).map(|s| (s.clone(), *loc))));
+                got.push((k.clone(), self.layers.slot(&state, loc).map(|s| (s, *loc))));
             }
         } else {
             for (k, loc) in range.take(n) {
-                got.push((k.to_vec(), state.segment(loc.layer).map(|s| (s.clone(), *loc))));
+                got.push((k.clone(), self.layers.slot(&state, loc).map(|s| (s, *loc))));
             }
         }
         drop(state);
+        self.layers.prefetch(&got);
         let Some((last, _)) = got.last() else {
             self.exhausted = true;
             return;
         };
         if from_back {
-            self.hi = Bound::Excluded(last.clone());
+            self.hi = Bound::Excluded(last.to_vec());
             self.back.extend(got);
         } else {
-            self.lo = Bound::Excluded(last.clone());
+            self.lo = Bound::Excluded(last.to_vec());
             self.front.extend(got);
         }
     }
+
+    fn resolve(&self, (key, at): Pending) -> Result<(Vec<u8>, Value)> {
+        let (slot, loc) = at?;
+        // Slots only come from `slot()`, which pushed the layer.
+        let layer = &self.layers.list[slot];
+        let value = layer.seg.read_value(&layer.map, loc.off, Version(loc.seq), &key)?;
+        Ok((key.into_vec(), value))
+    }
+}
+
+impl Layers {
+    /// Asks the CPU to start loading the entries of a fresh batch. Keys that are neighbours
+    /// in the index are scattered over the log, so each read is a cache miss; issued one
+    /// after another they overlap instead of waiting for each other.
+    fn prefetch(&self, batch: &[Pending]) {
+        for (_, at) in batch {
+            if let Ok((slot, loc)) = at {
+                let map = &self.list[*slot].map;
+                let start = loc.off as usize;
+                let end = (start + loc.size as usize).min(map.len());
+                let mut at = start;
+                while at < end {
+                    prefetch_line(&map[at]);
+                    at += 64;
+                }
+            }
+        }
+    }
+
+    /// The slot of `loc`'s layer in `self.list`, adding the layer on first use. The
+    /// active region grows and is mapped again; a map too short for `loc` is refreshed.
+    fn slot(&mut self, state: &State, loc: &Loc) -> Result<usize> {
+        let end = loc.off as usize + loc.size as usize;
+        if let Some(&i) = self.slots.get(&loc.layer) {
+            let layer = &mut self.list[i];
+            if layer.map.len() < end {
+                layer.map = layer.seg.map();
+            }
+            return Ok(i);
+        }
+        let seg = state.segment(loc.layer)?.clone();
+        let map = seg.map();
+        self.list.push(Layer { seg, map });
+        self.slots.insert(loc.layer, self.list.len() - 1);
+        Ok(self.list.len() - 1)
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(byte: &u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that reads nothing the program sees and never faults;
+    // the pointer comes from a live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(byte as *const u8 as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = byte;
 }
 
 fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -100,12 +191,6 @@ fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
         Bound::Unbounded => Bound::Unbounded,
     }
-}
-
-fn resolve((key, at): Pending) -> Result<(Vec<u8>, Value)> {
-    let (seg, loc) = at?;
-    let value = seg.read_value(seg.map(), loc.off, Version(loc.seq))?;
-    Ok((key, value))
 }
 
 impl Iterator for Iter {
@@ -117,7 +202,7 @@ impl Iterator for Iter {
         }
         // When the middle is used up, what the back end fetched is next in line.
         let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
-        Some(resolve(item))
+        Some(self.resolve(item))
     }
 }
 
@@ -127,6 +212,6 @@ impl DoubleEndedIterator for Iter {
             self.refill(true);
         }
         let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
-        Some(resolve(item))
+        Some(self.resolve(item))
     }
 }

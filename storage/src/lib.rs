@@ -44,6 +44,7 @@ mod region;
 mod segment;
 mod snapshot;
 mod store;
+mod ticket;
 mod value;
 mod verify;
 
@@ -55,6 +56,7 @@ pub use error::{Error, Result};
 pub use iter::Iter;
 pub use layout::{validate_dimension_name, DEFAULT_DIMENSION};
 pub use store::{Store, StoreStats};
+pub use ticket::Ticket;
 pub use value::{Value, Version};
 pub use verify::{Problem, VerifyReport};
 

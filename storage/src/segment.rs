@@ -62,15 +62,21 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads and verifies the entry at `offset` of `map`; a put becomes a [`Value`].
-    pub fn read_value(&self, map: Arc<Mmap>, offset: u32, version: Version) -> Result<Value> {
+    /// Reads and verifies the entry at `offset` of `map`, which the index says holds `key`;
+    /// a put becomes a [`Value`]. Checking the key too means a wrong location in the index
+    /// (a bug, or a file swapped under us) is reported instead of answered with another
+    /// key's value.
+    pub fn read_value(&self, map: &Arc<Mmap>, offset: u32, version: Version, expect_key: &[u8]) -> Result<Value> {
         let at = offset as usize;
         let bytes = map.get(at..).unwrap_or(&[]);
         match decode_entry(bytes) {
-            Ok((Entry { kind: Kind::Put, key, value }, _)) => {
+            Ok((Entry { kind: Kind::Put, key, value }, _)) if key == expect_key => {
                 let start = at + crate::record::ENTRY_HEADER_LEN + key.len();
                 let len = value.len();
-                Ok(Value::new(map, start, len, version))
+                Ok(Value::new(map.clone(), start, len, version))
+            }
+            Ok((Entry { kind: Kind::Put, .. }, _)) => {
+                Err(Error::corruption(self.path(), offset as u64, "entry holds another key than the index says"))
             }
             Ok(_) => Err(Error::corruption(self.path(), offset as u64, "index points at a delete entry")),
             Err(Invalid::Bad(reason)) => Err(Error::corruption(self.path(), offset as u64, reason)),

@@ -50,6 +50,10 @@ impl Shared {
     pub fn is_read_only(&self) -> bool {
         self.read_only.lock().is_some()
     }
+
+    pub fn read_only_reason(&self) -> Option<String> {
+        self.read_only.lock().clone()
+    }
 }
 
 struct StoreInner {
@@ -326,6 +330,7 @@ impl Store {
         let dir = dim.inner.paths().dir.clone();
         let grave = shared.layout.temp().join(format!("drop-{}-{}", dim.dir(), crate::region::unique()));
         dim.inner.mark_dropped();
+        dim.inner.committer.stop();
         io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
         let parent = shared.layout.consciousness();
         io.sync_dir(&parent).map_err(Error::io("fsync directory", &parent))?;
@@ -430,6 +435,9 @@ impl Drop for StoreInner {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
+        }
+        for d in self.dims.read().values() {
+            d.inner.committer.stop();
         }
         for d in self.dims.read().values() {
             if let Err(e) = d.inner.sync() {

@@ -1,0 +1,174 @@
+//! Writes that return before they are durable: a [`Ticket`] to wait on or to be called
+//! back by.
+//!
+//! A blocking commit holds its thread until the group `fdatasync` that covers it. A
+//! server with many writes in flight then parks a thread per write, and each sync wakes
+//! them all. [`Dimension::submit`](crate::Dimension::submit) instead returns once the frame
+//! is in the log; [`Ticket::on_durable`] parks only a callback, and one committer thread
+//! per dimension syncs for every waiting callback at once and runs them. The write stays
+//! invisible to readers until then, exactly as with a blocking commit.
+
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::dimension::DimInner;
+use crate::{Durability, Result, Version};
+
+/// What [`Ticket::on_durable`] runs once the write is durable (or can no longer become so).
+pub(crate) type Callback = Box<dyn FnOnce(Result<Version>) + Send>;
+
+/// A write that is in the log; see the module docs.
+#[must_use = "a write is acknowledged only once its ticket says it is durable"]
+pub struct Ticket {
+    pub(crate) dim: Arc<DimInner>,
+    pub(crate) seq: u64,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("dimension", &self.dim.name).field("version", &self.seq).finish()
+    }
+}
+
+impl Ticket {
+    /// The version the write will have.
+    pub fn version(&self) -> Version {
+        Version(self.seq)
+    }
+
+    /// Blocks until the write is as durable as the store's [`Durability`] promises (under
+    /// `Immediate`: synced), like the blocking calls do.
+    pub fn wait(self) -> Result<Version> {
+        if self.dim.shared.config.durability == Durability::Immediate {
+            self.dim.wait_durable(self.seq)?;
+        }
+        Ok(Version(self.seq))
+    }
+
+    /// Calls `f` once the write is as durable as the store's [`Durability`] promises, or
+    /// with the error that stopped it (a failed sync makes the store read-only; a dropped
+    /// dimension). It may run right here, or on the dimension's committer thread while the
+    /// writer lock is held: `f` must only hand the result on (a channel send, waking a
+    /// task), never block or call into the store.
+    pub fn on_durable(self, f: impl FnOnce(Result<Version>) + Send + 'static) {
+        let dim = self.dim;
+        if dim.shared.config.durability != Durability::Immediate {
+            return call(Box::new(f), Ok(Version(self.seq)));
+        }
+        let mut w = dim.writer.lock();
+        if w.synced_seq() >= self.seq {
+            drop(w);
+            return call(Box::new(f), Ok(Version(self.seq)));
+        }
+        if let Err(e) = dim.check_live().and_then(|()| dim.shared.check_writable()) {
+            drop(w);
+            return call(Box::new(f), Err(e));
+        }
+        w.add_callback(self.seq, Box::new(f));
+        drop(w);
+        if !dim.committer.wake(&dim) {
+            // No thread could be started: sync here instead (this call blocks, but the
+            // callback is still answered).
+            dim.sync_for_callbacks();
+        }
+    }
+}
+
+/// Runs a callback; a panic in it must not unwind through the engine's locks.
+pub(crate) fn call(f: Callback, result: Result<Version>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(result))).is_err() {
+        tracing::error!("a write callback panicked; the write itself is unaffected");
+    }
+}
+
+/// The committer thread of a dimension: started on the first callback, it sleeps until
+/// woken and then syncs for every waiting callback. It holds the dimension only while
+/// working; closing the store stops it and waits for it, so the store's lock is free once
+/// `close` returns.
+#[derive(Default)]
+pub(crate) struct Committer {
+    signal: Arc<Signal>,
+    thread: Mutex<Thread>,
+}
+
+#[derive(Default)]
+enum Thread {
+    #[default]
+    NotStarted,
+    Running(JoinHandle<()>),
+    Stopped,
+}
+
+#[derive(Default)]
+struct Signal {
+    state: Mutex<Wake>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct Wake {
+    work: bool,
+    stop: bool,
+}
+
+impl Committer {
+    /// Wakes the thread, starting it if needed; false if there is none (it could not be
+    /// started, or the store closed), and the caller must sync itself.
+    pub fn wake(&self, dim: &Arc<DimInner>) -> bool {
+        {
+            let mut thread = self.thread.lock();
+            match &*thread {
+                Thread::Running(_) => {}
+                Thread::Stopped => return false,
+                Thread::NotStarted => {
+                    let weak = Arc::downgrade(dim);
+                    let signal = self.signal.clone();
+                    let name = format!("jessy-commit-{}", crate::layout::dir_name(dim.id));
+                    match std::thread::Builder::new().name(name).spawn(move || run(weak, signal)) {
+                        Ok(handle) => *thread = Thread::Running(handle),
+                        Err(_) => return false,
+                    }
+                }
+            }
+        }
+        self.signal.state.lock().work = true;
+        self.signal.cv.notify_one();
+        true
+    }
+
+    /// Stops the thread and waits for its round to end. Callbacks still waiting are
+    /// answered by the sync that closing does.
+    pub fn stop(&self) {
+        let previous = std::mem::replace(&mut *self.thread.lock(), Thread::Stopped);
+        self.signal.state.lock().stop = true;
+        self.signal.cv.notify_one();
+        if let Thread::Running(handle) = previous {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn run(dim: Weak<DimInner>, signal: Arc<Signal>) {
+    loop {
+        {
+            let mut wake = signal.state.lock();
+            if !wake.work && !wake.stop {
+                // The timeout only notices a dimension that went away.
+                signal.cv.wait_for(&mut wake, Duration::from_secs(1));
+            }
+            if wake.stop {
+                return;
+            }
+            wake.work = false;
+        }
+        match dim.upgrade() {
+            Some(dim) => dim.sync_for_callbacks(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Writes that return a ticket (`Dimension::submit*`): callbacks fire once each, after
+//! the write is durable and visible, with the error when it cannot become durable; a
+//! store closes and reopens with tickets in flight.
+
+mod common;
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use jessy_storage::io::{FaultOp, FaultyIo, Io};
+use jessy_storage::{Durability, Error, Expect, Result, Store, Ticket, Version, WriteBatch};
+
+/// Waits for a ticket through its callback, as an async server would.
+fn called_back(t: Ticket) -> Result<Version> {
+    let (tx, rx) = mpsc::channel();
+    t.on_durable(move |r| tx.send(r).unwrap());
+    rx.recv_timeout(Duration::from_secs(30)).expect("the callback never ran")
+}
+
+#[test]
+fn a_callback_runs_once_the_write_is_durable_and_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let t = d.submit_put("k", "v1", None).unwrap();
+    let version = t.version();
+    let (tx, rx) = mpsc::channel();
+    let reader = d.clone();
+    // The callback itself checks what readers see when it runs.
+    t.on_durable(move |r| tx.send((r, reader.get("k").map(|v| v.map(|v| v.to_vec())))).unwrap());
+    let (r, seen) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(r.unwrap(), version);
+    assert_eq!(seen.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(d.get("k").unwrap().unwrap().version(), version);
+    assert!(store.stats().syncs >= 1);
+}
+
+#[test]
+fn waiting_on_a_ticket_is_a_blocking_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let v = d.submit(WriteBatch::new().put("a", "1").put("b", "2")).unwrap().wait().unwrap();
+    assert_eq!(d.get("a").unwrap().unwrap().version(), v);
+    let gone = d.submit_delete("a", None).unwrap().wait().unwrap();
+    assert!(gone > v && d.get("a").unwrap().is_none());
+    // An empty batch writes nothing and answers with the current version.
+    assert_eq!(d.submit(WriteBatch::new()).unwrap().wait().unwrap(), gone);
+}
+
+#[test]
+fn conditions_see_writes_still_waiting_for_their_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let first = d.submit_put("k", "1", Some(Expect::Absent)).unwrap();
+    // Submitted right after, before anything synced: the first put already counts.
+    let err = d.submit_put("k", "2", Some(Expect::Absent)).unwrap_err();
+    assert!(matches!(err, Error::ConditionFailed { .. }), "{err}");
+    let v = called_back(first).unwrap();
+    let second = d.submit_put("k", "3", Some(Expect::Version(v))).unwrap();
+    let v3 = called_back(second).unwrap();
+    assert!(matches!(d.submit_delete("k", Some(Expect::Version(v))), Err(Error::ConditionFailed { .. })));
+    called_back(d.submit_delete("k", Some(Expect::Version(v3))).unwrap()).unwrap();
+    assert!(d.get("k").unwrap().is_none());
+}
+
+#[test]
+fn many_writers_in_flight_are_each_answered_once_and_all_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (d, tx) = (d.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let key = format!("t{t}-{i:04}");
+                    let ticket = d.submit_put(&key, value(i, 60), None).unwrap();
+                    let tx = tx.clone();
+                    ticket.on_durable(move |r| tx.send((key, r)).unwrap());
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut answered: Vec<(String, Version)> = rx.iter().map(|(k, r)| (k, r.unwrap())).collect();
+    assert_eq!(answered.len(), 2000, "every callback exactly once");
+    answered.sort();
+    answered.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(answered.len(), 2000);
+    // Fewer syncs than writes: the committer syncs for everything waiting at once.
+    let syncs = store.stats().syncs;
+    assert!(syncs < 2000, "{syncs} syncs for 2000 writes");
+    drop((d, store));
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 2000);
+    for (key, version) in answered.iter().step_by(37) {
+        assert_eq!(d.get(key).unwrap().unwrap().version(), *version);
+    }
+}
+
+#[test]
+fn without_immediate_durability_the_callback_runs_at_once() {
+    for durability in [Durability::None, Durability::Periodic(Duration::from_millis(50))] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), small(durability));
+        let d = store.dimension("default").unwrap();
+        let t = d.submit_put("k", "v", None).unwrap();
+        // Visible at once, as with put under these modes.
+        assert_eq!(&d.get("k").unwrap().unwrap()[..], b"v");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        t.on_durable(move |r| {
+            r.unwrap();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst), "{durability:?}");
+    }
+}
+
+#[test]
+fn a_failed_sync_answers_the_callbacks_with_the_error_and_the_write_never_shows() {
+    let dir = scratch();
+    let io = FaultyIo::new();
+    let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    called_back(d.submit_put("kept", "1", None).unwrap()).unwrap();
+    io.fail_nth(FaultOp::Sync, 1, libc::EIO, false);
+    let err = called_back(d.submit_put("lost", "2", None).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly(_)), "{err}");
+    assert!(d.get("lost").unwrap().is_none());
+    // Read-only now: a new submit fails at once.
+    assert!(matches!(d.submit_put("x", "y", None), Err(Error::ReadOnly(_))));
+    drop((d, store));
+    let store = Store::open_with(dir.path(), config).unwrap();
+    assert_eq!(&store.dimension("default").unwrap().get("kept").unwrap().unwrap()[..], b"1");
+}
+
+#[test]
+fn dropping_a_dimension_answers_its_waiting_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("scratch").unwrap();
+    let t = d.submit_put("k", "v", None).unwrap();
+    store.drop_dimension("scratch").unwrap();
+    // Either the sync won the race (Ok) or the drop did; it is never left unanswered.
+    match called_back(t) {
+        Ok(_) | Err(Error::DimensionDropped(_)) => {}
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    assert!(matches!(d.submit_put("k", "v", None), Err(Error::DimensionDropped(_))));
+}
+
+#[test]
+fn closing_with_tickets_in_flight_keeps_them_and_frees_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel();
+    {
+        let store = open(dir.path(), small(Durability::Immediate));
+        let d = store.dimension("default").unwrap();
+        for i in 0..200 {
+            let tx = tx.clone();
+            d.submit_put(format!("k{i:03}"), value(i, 40), None).unwrap().on_durable(move |r| tx.send(r).unwrap());
+        }
+        store.close().unwrap();
+    }
+    drop(tx);
+    // Every callback ran (close syncs), and the committer thread does not keep the store
+    // locked: it opens again at once.
+    assert!(rx.iter().all(|r| r.is_ok()));
+    let store = open(dir.path(), small(Durability::Immediate));
+    assert_eq!(store.dimension("default").unwrap().len(), 200);
+}
+
+#[test]
+fn a_dimension_handle_that_outlives_its_store_still_answers_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    called_back(d.submit_put("before", "1", None).unwrap()).unwrap();
+    drop(store);
+    // The committer stopped with the store; the callback is answered by a sync in place.
+    let v = called_back(d.submit_put("after", "2", None).unwrap()).unwrap();
+    assert_eq!(d.get("after").unwrap().unwrap().version(), v);
+}
