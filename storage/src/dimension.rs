@@ -50,7 +50,7 @@ pub(crate) struct State {
     pub points: HashMap<IndexKey, Loc, foldhash::fast::RandomState>,
     pub segments: BTreeMap<u32, Arc<Segment>>,
     /// Live entry bytes per layer.
-    pub layer_live: HashMap<u32, u64>,
+    pub layer_live: HashMap<u32, u64, foldhash::fast::FixedState>,
     pub live_bytes: u64,
 }
 
@@ -709,7 +709,8 @@ pub(crate) fn build_key_index(
     log: &[u8],
     file: &std::path::Path,
 ) -> Result<LayerEntry> {
-    let mut newest: HashMap<&[u8], KeyItem<'_>> = HashMap::new();
+    // Seeded like the point index: the keys are users'.
+    let mut newest: HashMap<&[u8], KeyItem<'_>, foldhash::fast::RandomState> = HashMap::default();
     let (mut records, mut min_seq, mut max_seq) = (0u64, u64::MAX, 0u64);
     let scan = scan_frames(log, log.len(), |_, h, entries| {
         min_seq = min_seq.min(h.seq);
@@ -816,7 +817,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         index: BTreeMap::new(),
         points: HashMap::default(),
         segments: BTreeMap::new(),
-        layer_live: HashMap::new(),
+        layer_live: HashMap::default(),
         live_bytes: 0,
     };
     let mut max_seq = manifest.last_seq;

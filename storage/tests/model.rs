@@ -19,6 +19,8 @@ enum Step {
     Put(u8, u16),
     Delete(u8),
     Batch(Vec<(u8, Option<u16>)>),
+    /// Single writes through `submit_*`, all in flight before any callback is awaited.
+    Submitted(Vec<(u8, Option<u16>)>),
     Get(u8),
     Range(u8, u8, bool),
     Prefix(u8, bool),
@@ -43,6 +45,7 @@ fn step() -> impl Strategy<Value = Step> {
         30 => (any::<u8>(), any::<u16>()).prop_map(|(k, n)| Step::Put(k, n)),
         10 => any::<u8>().prop_map(Step::Delete),
         8 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..12).prop_map(Step::Batch),
+        5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Submitted),
         15 => any::<u8>().prop_map(Step::Get),
         5 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(a, b, r)| Step::Range(a, b, r)),
         5 => (0u8..4, any::<bool>()).prop_map(|(p, r)| Step::Prefix(p, r)),
@@ -98,6 +101,27 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                 }
                 d.write(b).unwrap();
+                for (k, v) in ops {
+                    match v {
+                        Some(n) => model.insert(key(k), val(k, n)),
+                        None => model.remove(&key(k)),
+                    };
+                }
+            }
+            Step::Submitted(ops) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                for (k, v) in &ops {
+                    let ticket = match v {
+                        Some(n) => d.submit_put(key(*k), val(*k, *n), None).unwrap(),
+                        None => d.submit_delete(key(*k), None).unwrap(),
+                    };
+                    let tx = tx.clone();
+                    ticket.on_durable(move |r| tx.send(r).unwrap());
+                }
+                drop(tx);
+                let answered: Vec<_> = rx.iter().collect();
+                prop_assert_eq!(answered.len(), ops.len());
+                prop_assert!(answered.iter().all(|r| r.is_ok()));
                 for (k, v) in ops {
                     match v {
                         Some(n) => model.insert(key(k), val(k, n)),
