@@ -25,6 +25,13 @@ use crate::segment::{scan_frames, Segment};
 use crate::store::Shared;
 use crate::{Durability, Error, Expect, Iter, Result, Ticket, Value, Version, WriteBatch, MAX_KEY_LEN};
 
+/// Whether a write may wait for the writer lock, for growing the region or for a seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocking {
+    Allowed,
+    Never,
+}
+
 /// Where the newest version of a key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Loc {
@@ -264,6 +271,30 @@ impl Dimension {
         Ok(Ticket { dim: self.inner.clone(), seq })
     }
 
+    /// [`submit_put`](Self::submit_put) that never waits: `Ok(None)`, having written
+    /// nothing, when it would have to (another writer holds the writer lock, or the active
+    /// region must grow or be sealed first). For async servers: try this on the event loop
+    /// and fall back to `submit_put` on a thread that may block.
+    pub fn try_submit_put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        expect: Option<Expect>,
+    ) -> Result<Option<Ticket>> {
+        let key = key.as_ref();
+        let seq =
+            self.inner.append_as(&[(Kind::Put, key, value.as_ref())], expect.map(|e| (key, e)), Blocking::Never)?;
+        Ok(seq.map(|seq| Ticket { dim: self.inner.clone(), seq }))
+    }
+
+    /// [`submit_delete`](Self::submit_delete) that never waits; see
+    /// [`try_submit_put`](Self::try_submit_put).
+    pub fn try_submit_delete(&self, key: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Option<Ticket>> {
+        let key = key.as_ref();
+        let seq = self.inner.append_as(&[(Kind::Delete, key, &[])], expect.map(|e| (key, e)), Blocking::Never)?;
+        Ok(seq.map(|seq| Ticket { dim: self.inner.clone(), seq }))
+    }
+
     /// [`delete`](Self::delete) (or [`delete_if`](Self::delete_if)) that returns a
     /// [`Ticket`]; see [`submit_put`](Self::submit_put).
     pub fn submit_delete(&self, key: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Ticket> {
@@ -393,6 +424,17 @@ impl DimInner {
     /// Validates, encodes and writes one frame; returns its sequence number. Under
     /// `Immediate` the frame is not durable (nor visible) until a sync covers it.
     pub(crate) fn append(&self, ops: &[(Kind, &[u8], &[u8])], cond: Option<(&[u8], Expect)>) -> Result<u64> {
+        self.append_as(ops, cond, Blocking::Allowed).map(|seq| seq.unwrap_or_default())
+    }
+
+    /// [`append`](Self::append), or with `Blocking::Never`, `None` instead of waiting:
+    /// when the writer is busy, or the region must grow or be sealed first.
+    pub(crate) fn append_as(
+        &self,
+        ops: &[(Kind, &[u8], &[u8])],
+        cond: Option<(&[u8], Expect)>,
+        blocking: Blocking,
+    ) -> Result<Option<u64>> {
         self.check_live()?;
         let mut payload = 0u64;
         for (_, key, value) in ops {
@@ -410,7 +452,16 @@ impl DimInner {
         let offsets: Vec<usize> = ops.iter().map(|(k, key, value)| builder.push(*k, key, value)).collect();
         let mut frame = builder.finish();
 
-        let mut w = self.writer.lock();
+        let mut w = match blocking {
+            Blocking::Allowed => self.writer.lock(),
+            Blocking::Never => match self.writer.try_lock() {
+                Some(w) => w,
+                None => return Ok(None),
+            },
+        };
+        if blocking == Blocking::Never && w.offset + frame.len() as u64 > w.capacity {
+            return Ok(None);
+        }
         self.shared.check_writable()?;
         self.check_live()?;
         if let Some((key, expect)) = cond {
@@ -458,7 +509,7 @@ impl DimInner {
                 state.apply(key, loc);
             }
         }
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     /// The version a conditional write compares against: pending writes count, because

@@ -192,3 +192,42 @@ fn a_dimension_handle_that_outlives_its_store_still_answers_callbacks() {
     let v = called_back(d.submit_put("after", "2", None).unwrap()).unwrap();
     assert_eq!(d.get("after").unwrap().unwrap().version(), v);
 }
+
+#[test]
+fn try_submit_declines_rather_than_grow_or_seal_and_writes_nothing_then() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 KiB initial regions: the writes below soon need the region grown, then sealed.
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let (mut fast, mut declined) = (0, 0);
+    for i in 0..300 {
+        let key = format!("k{i:03}");
+        let ticket = match d.try_submit_put(&key, value(i, 200), None).unwrap() {
+            Some(t) => {
+                fast += 1;
+                t
+            }
+            None => {
+                declined += 1;
+                assert!(d.get(&key).unwrap().is_none(), "a declined write must write nothing");
+                d.submit_put(&key, value(i, 200), None).unwrap()
+            }
+        };
+        called_back(ticket).unwrap();
+    }
+    assert!(fast > 0 && declined > 0, "{fast} written at once, {declined} declined");
+    // A failed condition is an error when checked; a declined write has not checked it yet.
+    match d.try_submit_put("k000", "x", Some(Expect::Absent)) {
+        Err(Error::ConditionFailed { .. }) | Ok(None) => {}
+        other => panic!("{other:?}"),
+    }
+    match d.try_submit_delete("k000", Some(Expect::Present)).unwrap() {
+        Some(t) => called_back(t).unwrap(),
+        None => called_back(d.submit_delete("k000", Some(Expect::Present)).unwrap()).unwrap(),
+    };
+    drop((d, store));
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 299);
+    assert_eq!(d.get("k299").unwrap().unwrap().to_vec(), value(299, 200));
+}
