@@ -25,6 +25,10 @@ use crate::segment::{scan_frames, Segment};
 use crate::store::Shared;
 use crate::{Durability, Error, Expect, Iter, Result, Ticket, Value, Version, WriteBatch, MAX_KEY_LEN};
 
+/// Sequence numbers reserved at a time (see `DimInner::reserve_seqs`): one `index.json`
+/// rewrite per million writes, and versions jump by up to this much across a reopen.
+const SEQ_BLOCK: u64 = 1 << 20;
+
 /// Whether a write may wait for the writer lock, for growing the region or for a seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Blocking {
@@ -471,6 +475,12 @@ impl DimInner {
             }
         }
         self.make_room(&mut w, frame.len() as u64)?;
+        if w.next_seq > w.manifest.last_seq {
+            if blocking == Blocking::Never {
+                return Ok(None);
+            }
+            self.reserve_seqs(&mut w)?;
+        }
         let seq = w.next_seq;
         frame.set_seq(seq);
         let at = w.offset;
@@ -510,6 +520,20 @@ impl DimInner {
             }
         }
         Ok(Some(seq))
+    }
+
+    /// Records in `index.json`, durably, that sequence numbers up to a block ahead are
+    /// taken, before the first of them is used. A write that a crash takes back (under
+    /// `none` or `periodic`, or one never acknowledged) may have shown its version to a
+    /// client as an ETag; opening starts past the reserved block, so that version is never
+    /// given to another value, and an `If-Match` holding it cannot succeed by accident.
+    fn reserve_seqs(&self, w: &mut Writer) -> Result<()> {
+        let mut manifest = w.manifest.clone();
+        manifest.last_seq = w.next_seq - 1 + SEQ_BLOCK;
+        manifest.generation += 1;
+        manifest.store(&*self.shared.io, &self.paths.manifest())?;
+        w.manifest = manifest;
+        Ok(())
     }
 
     /// The version a conditional write compares against: pending writes count, because
@@ -704,7 +728,7 @@ impl DimInner {
         manifest.layers.push(LayerEntry { live_bytes: live, ..entry });
         manifest.active.layer_id = new_id;
         manifest.generation += 1;
-        manifest.last_seq = w.written_seq;
+        manifest.last_seq = manifest.last_seq.max(w.written_seq);
         manifest.store(io, &self.paths.manifest())?;
         w.manifest = manifest;
 
@@ -1248,7 +1272,7 @@ impl DimInner {
             sealed.push((l.layer_id, state.segment(l.layer_id)?.clone()));
         }
         let mut manifest = w.manifest.clone();
-        manifest.last_seq = w.synced_seq;
+        manifest.last_seq = manifest.last_seq.max(w.synced_seq);
         Ok(crate::snapshot::Capture { manifest, region: w.region.clone(), region_end: w.offset as usize, sealed })
     }
 

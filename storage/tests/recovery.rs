@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::*;
 use jessy_storage::io::{FaultOp, FaultyIo, Io};
-use jessy_storage::{Config, Durability, Error, Store};
+use jessy_storage::{Config, Durability, Error, Expect, Store};
 
 /// Writes `n` keys, returns the region's data end and the last frame's length.
 fn store_with_keys(dir: &std::path::Path, n: usize) -> (usize, usize) {
@@ -217,6 +217,37 @@ fn power_loss_under_none_loses_only_a_suffix() {
         if *p {
             assert_eq!(d.get(format!("k{i:03}")).unwrap().unwrap().as_bytes(), value(i, 90));
         }
+    }
+}
+
+#[test]
+fn versions_of_writes_lost_in_a_power_loss_are_never_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let config = small(Durability::None).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    let kept = d.put("k", "synced").unwrap();
+    store.sync().unwrap();
+    // Acknowledged under `none`, seen by a client as an ETag, then lost.
+    let mut lost = Vec::new();
+    for i in 0..20 {
+        lost.push(d.put("k", format!("lost {i}")).unwrap());
+    }
+    io.crash();
+    drop((d, store));
+    io.revive();
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.get("k").unwrap().unwrap().version(), kept);
+    let mut fresh = Vec::new();
+    for i in 0..40 {
+        fresh.push(d.put("k", format!("new {i}")).unwrap());
+    }
+    assert!(fresh.iter().all(|v| !lost.contains(v)), "a lost write's version was reused: {lost:?} / {fresh:?}");
+    // So a conditional write holding a lost version cannot succeed by accident.
+    for v in &lost {
+        assert!(matches!(d.put_if("k", "stale", Expect::Version(*v)), Err(Error::ConditionFailed { .. })));
     }
 }
 
