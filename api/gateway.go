@@ -15,7 +15,7 @@ type Gateway struct {
 	cfg       Config
 	log       *slog.Logger
 	metrics   *metrics
-	transport *http.Transport
+	transport *coreTransport
 	proxy     *httputil.ReverseProxy
 	health    *healthChecker
 	auth      *bearerAuth
@@ -28,7 +28,7 @@ func New(cfg Config, log *slog.Logger) *Gateway {
 		cfg:       cfg,
 		log:       log,
 		metrics:   newMetrics(),
-		transport: newTransport(cfg),
+		transport: newCoreTransport(cfg),
 		auth:      newBearerAuth(cfg.Token),
 		limiter:   newRateLimiter(cfg.RateLimit, cfg.burst(), time.Now),
 	}
@@ -68,11 +68,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	escaped := r.URL.EscapedPath()
 	route, kind := routeFor(escaped)
-	info := reqInfo{id: requestIDFor(r.Header.Get(requestIDHeader)), route: route}
-	r = r.WithContext(withReqInfo(r.Context(), info))
+	// One allocation for what the request needs to carry.
+	st := &requestState{
+		info: reqInfo{id: requestIDFor(r.Header.Get(requestIDHeader)), route: route},
+		rec:  responseRecorder{ResponseWriter: w, rc: http.NewResponseController(w), writeTimeout: g.cfg.WriteTimeout},
+	}
+	info, rec := st.info, &st.rec
+	r = r.WithContext(withReqInfo(r.Context(), &st.info))
 	w.Header().Set(requestIDHeader, info.id)
 
-	rec := newResponseRecorder(w, g.cfg.WriteTimeout)
 	// finished stays false when the handler panics, as ReverseProxy does to abort a response
 	// whose body broke off; the deferred log still runs and the panic goes on to http.Server.
 	finished := false
@@ -97,6 +101,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"No such route on jessy-api: it serves /api/health, /api/metrics and /api/v1/....")
 	}
 	finished = true
+}
+
+// requestState is the gateway's per-request bookkeeping.
+type requestState struct {
+	info reqInfo
+	rec  responseRecorder
 }
 
 // allowRead answers 405 unless r is a GET or HEAD.

@@ -49,6 +49,23 @@ func newMetrics() *metrics {
 	}
 }
 
+// codeLabels holds the label of every valid status code, so that counting a response does
+// not format one.
+var codeLabels = func() []string {
+	l := make([]string, 1000)
+	for i := 100; i < len(l); i++ {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func codeLabel(code int) string {
+	if code >= 100 && code < len(codeLabels) {
+		return codeLabels[code]
+	}
+	return strconv.Itoa(code)
+}
+
 // methodLabel folds arbitrary methods into a fixed set so a client cannot mint series.
 func methodLabel(m string) string {
 	switch m {
@@ -85,8 +102,12 @@ type vec struct {
 	buckets          []float64
 
 	mu     sync.Mutex
-	series map[string]*series
+	series map[seriesKey]*series
 }
+
+// seriesKey holds a series' label values. An array, unlike the values joined into a string,
+// is a map key that costs no allocation per lookup; no vec has more than three labels.
+type seriesKey [3]string
 
 type series struct {
 	values []string
@@ -97,12 +118,16 @@ type series struct {
 }
 
 func newVec(name, kind, help string, buckets []float64, labels ...string) *vec {
-	return &vec{name: name, kind: kind, help: help, labels: labels, buckets: buckets, series: map[string]*series{}}
+	if len(labels) > len(seriesKey{}) {
+		panic("metrics: too many labels for " + name)
+	}
+	return &vec{name: name, kind: kind, help: help, labels: labels, buckets: buckets, series: map[seriesKey]*series{}}
 }
 
 // get returns the series for values; v.mu must be held.
 func (v *vec) get(values []string) *series {
-	key := strings.Join(values, "\xff")
+	var key seriesKey
+	copy(key[:], values)
 	s, ok := v.series[key]
 	if !ok {
 		s = &series{values: slices.Clone(values)}
@@ -135,11 +160,11 @@ func (v *vec) write(w io.Writer) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", v.name, v.help, v.name, v.kind)
-	keys := make([]string, 0, len(v.series))
+	keys := make([]seriesKey, 0, len(v.series))
 	for k := range v.series {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	slices.SortFunc(keys, func(a, b seriesKey) int { return slices.Compare(a[:], b[:]) })
 	for _, k := range keys {
 		s := v.series[k]
 		labels := v.labelPairs(s.values)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -33,26 +32,6 @@ func rewritePath(escaped string) (path, rawPath string, ok bool) {
 	return path, rawPath, true
 }
 
-func newTransport(cfg Config) *http.Transport {
-	return &http.Transport{
-		// The gateway talks to jessy-core directly; an HTTP_PROXY meant for other tools must
-		// not reroute it.
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   cfg.DialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSHandshakeTimeout:   cfg.DialTimeout,
-		ResponseHeaderTimeout: cfg.UpstreamTimeout,
-		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		// Bodies pass through byte for byte: no gzip added on the way in, none removed on the
-		// way out.
-		DisableCompression: true,
-	}
-}
-
 // timedTransport records how long jessy-core takes to answer each forwarded request.
 type timedTransport struct {
 	next    http.RoundTripper
@@ -77,6 +56,8 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(requestIDHeader, reqInfoFrom(pr.In.Context()).id)
 		},
+		// Not http.Transport: coreTransport does the round trip on this goroutine (see
+		// transport.go).
 		Transport: timedTransport{next: g.transport, metrics: g.metrics},
 		// Bodies stream instead of piling up here. A body of unknown length (a snapshot, any
 		// chunked response) is flushed after every write: ReverseProxy does that by itself

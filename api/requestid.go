@@ -34,7 +34,9 @@ func validRequestID(s string) bool {
 func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails since Go 1.24
-	return hex.EncodeToString(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:]) // one allocation, where hex.EncodeToString makes two
 }
 
 // requestIDFor keeps a caller's well-formed ID so a trace started upstream of the gateway goes
@@ -55,11 +57,15 @@ type reqInfo struct {
 
 type reqInfoKey struct{}
 
-func withReqInfo(ctx context.Context, info reqInfo) context.Context {
+// withReqInfo stores a pointer: a reqInfo stored by value would be copied to the heap. The
+// caller must not change *info afterwards.
+func withReqInfo(ctx context.Context, info *reqInfo) context.Context {
 	return context.WithValue(ctx, reqInfoKey{}, info)
 }
 
 func reqInfoFrom(ctx context.Context) reqInfo {
-	info, _ := ctx.Value(reqInfoKey{}).(reqInfo)
-	return info
+	if info, _ := ctx.Value(reqInfoKey{}).(*reqInfo); info != nil {
+		return *info
+	}
+	return reqInfo{}
 }

@@ -2,24 +2,21 @@
 //!
 //! `/health`, `/metrics` and `/openapi.json` stay open so probes and scrapers need no secret.
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::{ApiError, AppState};
+use crate::ApiError;
 
-/// Lets the request through when no token is configured or the request carries it.
-pub(crate) async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = state.config.api_token.as_deref() else {
-        return next.run(req).await;
-    };
-    match bearer(req.headers().get(header::AUTHORIZATION)) {
-        Some(given) if same_token(given, token) => next.run(req).await,
-        Some(_) => unauthorized("the bearer token is not the one configured in JESSY_API_TOKEN", "invalid_token"),
-        None => unauthorized("this server requires `Authorization: Bearer <token>` (JESSY_API_TOKEN)", ""),
+/// The 401 answer for a request that does not carry `token`, or `None` to let it through.
+/// Applied to every `/v1` route by [`RouteLayer`](crate::router::RouteLayer) when
+/// `JESSY_API_TOKEN` is set.
+pub(crate) fn reject(token: &str, headers: &HeaderMap) -> Option<Response> {
+    match bearer(headers.get(header::AUTHORIZATION)) {
+        Some(given) if same_token(given, token) => None,
+        Some(_) => Some(unauthorized("the bearer token is not the one configured in JESSY_API_TOKEN", "invalid_token")),
+        None => Some(unauthorized("this server requires `Authorization: Bearer <token>` (JESSY_API_TOKEN)", "")),
     }
 }
 

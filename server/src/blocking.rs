@@ -5,6 +5,12 @@
 //! threads that serve other connections. Two exceptions, measured in docs/BENCHMARKS.md
 //! (`## HTTP`): a single-key read, and the first 256 KiB of a scan page, run on the worker,
 //! since they never wait for a lock held across I/O and the hop costs more than they do.
+//!
+//! Writes append with `try_submit_*` on the worker, which declines (writing nothing) rather
+//! than wait for the writer lock, a region to grow or a seal; only then do they go to the
+//! blocking pool. Their sync is awaited with [`durable`], which holds no thread at all.
+
+use jessy_storage::{Ticket, Version};
 
 use crate::ApiError;
 
@@ -19,5 +25,22 @@ where
         Ok(result) => result,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(join) => Err(ApiError::internal(format!("a storage task was cancelled: {join}"))),
+    }
+}
+
+/// Waits for a write's [`Ticket`] without holding a thread: the dimension's committer thread
+/// syncs once for every write waiting and calls back (`storage/src/ticket.rs`). Parking a
+/// blocking-pool thread per write instead made every group sync wake every waiting thread;
+/// docs/BENCHMARKS.md (`## HTTP`) has the before and after.
+pub(crate) async fn durable(ticket: Ticket) -> Result<Version, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Runs on the committer thread (or here, when the write is already durable): it only
+    // hands the result over, as `on_durable` requires.
+    ticket.on_durable(move |result| {
+        let _ = tx.send(result);
+    });
+    match rx.await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ApiError::internal("the store dropped a write without answering it")),
     }
 }

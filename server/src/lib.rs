@@ -29,8 +29,11 @@
 mod auth;
 mod blocking;
 mod config;
+mod context;
 mod error;
+mod json;
 mod keys;
+mod log_writer;
 mod logging;
 mod metrics;
 pub mod openapi;
@@ -43,7 +46,7 @@ mod state;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, Problem};
-pub use logging::init_logging;
+pub use logging::{flush_logs, init_logging};
 pub use request_id::RequestId;
 pub use router::{router, router_with};
 pub use server::{run, serve};

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::ser::{SerializeMap, Serializer as _};
 use tracing::field::{Field, Visit};
@@ -23,21 +24,146 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+use crate::context::RequestCtx;
+use crate::log_writer::LogWriter;
+
 /// Installs the JSON-lines subscriber. Each line carries the fields of the spans it happened
 /// in, so a request's lines carry its `request_id`. Calling it twice does nothing the second
 /// time (the first subscriber stays).
+///
+/// Lines are written to standard output by a writer thread, in batches (see [`flush_logs`]).
 pub fn init_logging() {
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let writer = WRITER.get_or_init(LogWriter::stdout).clone();
+    let writer_for_requests = writer.clone();
+    let installed = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .map_event_format(|stock| FastJson { stock, timer: SystemTime })
         .fmt_fields(FastJsonFields)
-        .try_init();
+        .try_init()
+        .is_ok();
+    // Span directives (`[request]=debug`, `[{route=..}]`) filter by the `tracing` span of each
+    // request, so with them requests keep a real span.
+    let span_filters = directives.is_some_and(|d| d.contains('['));
+    if installed && !span_filters {
+        let _ = OWN_WRITER.set(writer_for_requests);
+    }
+}
+
+/// Waits until every log line written so far is on standard output. Lines go out through a
+/// writer thread, in batches; `run` flushes them on its way out, but a program that embeds
+/// jessy-core with [`init_logging`] and exits another way should call this first. Lines still
+/// queued when the process is killed or crashes are lost.
+pub fn flush_logs() {
+    if let Some(writer) = WRITER.get() {
+        writer.flush();
+    }
+}
+
+/// Flushes the log lines and writes any later ones directly, without the writer thread. For
+/// the end of [`run`](crate::run).
+pub(crate) fn finish_logs() {
+    if let Some(writer) = WRITER.get() {
+        writer.stop();
+    }
+}
+
+static WRITER: OnceLock<LogWriter> = OnceLock::new();
+/// Set when the subscriber is [`init_logging`]'s, with no span filters: its writer.
+static OWN_WRITER: OnceLock<LogWriter> = OnceLock::new();
+
+thread_local! {
+    /// Tests of the request context's lines set this instead of installing a global subscriber.
+    static OWN_WRITER_HERE: std::cell::RefCell<Option<LogWriter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// True when the subscriber is [`init_logging`]'s, with no span filters: then requests need no
+/// `tracing` span, their [`RequestCtx`] is written in its place.
+pub(crate) fn own_subscriber() -> bool {
+    OWN_WRITER.get().is_some() || OWN_WRITER_HERE.with(|w| w.borrow().is_some())
+}
+
+/// For tests: on this thread, while `f` runs, the subscriber counts as [`init_logging`]'s, with
+/// `writer` as its writer.
+#[cfg(test)]
+pub(crate) fn as_own_subscriber<R>(writer: LogWriter, f: impl FnOnce() -> R) -> R {
+    OWN_WRITER_HERE.with(|w| *w.borrow_mut() = Some(writer));
+    let result = f();
+    OWN_WRITER_HERE.with(|w| *w.borrow_mut() = None);
+    result
+}
+
+/// The target of the access log lines, and of the request spans.
+pub(crate) const ACCESS_TARGET: &str = "jessy_server::request_id";
+
+/// Writes a request's access line under our own subscriber ([`own_subscriber`]): the bytes the
+/// formatter writes for `info!(target: ACCESS_TARGET, status, latency_ms, "request")` (`error!`
+/// and `"request failed"` for a 5xx) inside the request, without going through `tracing`'s
+/// dispatch, visitors and the formatter's intermediate buffers. False when the line is to be
+/// logged the usual way (not our subscriber).
+pub(crate) fn write_access_line(ctx: &RequestCtx, status: u16, latency_ms: f64) -> bool {
+    let failed = status >= 500;
+    let write = |writer: &LogWriter| {
+        let enabled = if failed {
+            tracing::event_enabled!(target: ACCESS_TARGET, Level::ERROR)
+        } else {
+            tracing::event_enabled!(target: ACCESS_TARGET, Level::INFO)
+        };
+        if !enabled {
+            return;
+        }
+        let mut timestamp = String::with_capacity(32);
+        if SystemTime.format_time(&mut Writer::new(&mut timestamp)).is_err() {
+            timestamp.clear();
+        }
+        LINE.with(|line| {
+            let mut own = Vec::new();
+            let mut borrowed = line.try_borrow_mut();
+            let line = match &mut borrowed {
+                Ok(line) => &mut **line,
+                Err(_) => &mut own,
+            };
+            line.clear();
+            line.extend_from_slice(b"{\"timestamp\":");
+            crate::json::push_str(line, &timestamp);
+            line.extend_from_slice(if failed {
+                &b",\"level\":\"ERROR\",\"fields\":{\"message\":\"request failed\",\"status\":"[..]
+            } else {
+                &b",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"status\":"[..]
+            });
+            let _ = serde_json::to_writer(&mut *line, &status);
+            line.extend_from_slice(b",\"latency_ms\":");
+            // As the formatter writes an f64 field (NaN and the infinities as null).
+            let _ = serde_json::to_writer(&mut *line, &latency_ms);
+            line.extend_from_slice(b"},\"target\":\"");
+            line.extend_from_slice(ACCESS_TARGET.as_bytes());
+            line.push(b'"');
+            let mark = line.len();
+            line.extend_from_slice(b",\"span\":");
+            if !ctx.write_span(line) {
+                line.truncate(mark);
+            }
+            line.extend_from_slice(b"}\n");
+            writer.write_line(line);
+        });
+    };
+    if let Some(writer) = OWN_WRITER.get() {
+        write(writer);
+        return true;
+    }
+    OWN_WRITER_HERE.with(|w| match &*w.borrow() {
+        Some(writer) => {
+            write(writer);
+            true
+        }
+        None => false,
+    })
 }
 
 /// Formats a span's fields as `JsonFields` does, `{"name":value,...}` sorted by name (the
@@ -214,6 +340,13 @@ where
                 line.extend_from_slice(b"\"name\":");
                 serde_json::to_writer(&mut *line, span.metadata().name()).map_err(|_| fmt::Error)?;
                 line.push(b'}');
+            } else if span.is_none() {
+                // No `tracing` span: the request being handled on this thread, if any, in its place.
+                let mark = line.len();
+                line.extend_from_slice(b",\"span\":");
+                if !crate::context::with_current(|ctx| ctx.is_some_and(|ctx| ctx.write_span(line))) {
+                    line.truncate(mark);
+                }
             }
             line.push(b'}');
             writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)?;
@@ -305,7 +438,7 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Capture(pub(super) Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Capture {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -324,7 +457,7 @@ mod tests {
         }
     }
 
-    struct FixedTime;
+    pub(super) struct FixedTime;
 
     impl FormatTime for FixedTime {
         fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
@@ -417,5 +550,116 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(f).unwrap();
         }
         assert_eq!(fast, stock);
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt as _;
+
+    use super::tests::Capture;
+    use super::*;
+    use crate::{AppState, ServerConfig};
+
+    /// The lines of a few requests through the router, with `own` (no `tracing` span per
+    /// request: the formatter writes the request context) or with a span per request.
+    fn request_lines(own: bool) -> String {
+        let out = Capture::default();
+        let writer = LogWriter::new(Box::new(out.clone()));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(EnvFilter::new("trace"))
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .with_writer(writer.clone())
+            .map_event_format(|stock| FastJson { stock, timer: SystemTime })
+            .fmt_fields(FastJsonFields)
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let config = jessy_storage::Config::default().base_path(dir.path()).durability(jessy_storage::Durability::None);
+        let store = jessy_storage::Store::open_config(config).unwrap();
+        let extra = Router::new()
+            .route(
+                "/logs",
+                get(|| async {
+                    tracing::warn!(n = 1, "inside \"the\" handler");
+                    "ok"
+                }),
+            )
+            .route("/boom", get(|| async { panic!("kaboom") as &str }));
+        let app = crate::router_with(AppState::new(store, ServerConfig::default()), extra);
+        let requests = async {
+            for (method, uri, id) in [
+                ("PUT", "/v1/dimensions/default/keys/a%22b", "id-1"),
+                ("GET", "/v1/dimensions/default/keys/a%22b", "id-2"),
+                ("GET", "/v1/dimensions/default/keys/missing", "id-3"),
+                ("GET", "/nope", "id-4"),
+                ("POST", "/v1/dimensions", "id-5"),
+                ("GET", "/logs", "id-6"),
+                ("GET", "/boom", "id-7"),
+                ("GET", "/v1/dimensions/default/scan?prefix=a", "id-8"),
+            ] {
+                let req = Request::builder().method(method).uri(uri).header("x-request-id", id);
+                app.clone().oneshot(req.body(Body::from("v")).unwrap()).await.unwrap();
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            if own {
+                as_own_subscriber(writer.clone(), || runtime.block_on(requests));
+            } else {
+                runtime.block_on(requests);
+            }
+        });
+        writer.flush();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        // Latencies and times differ from run to run (the time is real here: the access line
+        // written by hand uses the same clock and format as the formatter).
+        let mut normalized = String::new();
+        for line in text.lines() {
+            let line = match line.split_once("{\"timestamp\":\"") {
+                Some(("", rest)) => {
+                    let (time, rest) = rest.split_once('"').unwrap();
+                    assert!(time.len() == 27 && time.ends_with('Z'), "{time}");
+                    format!("{{\"timestamp\":\"T\"{rest}")
+                }
+                _ => line.to_string(),
+            };
+            let line = line.as_str();
+            match line.split_once("\"latency_ms\":") {
+                Some((head, tail)) => {
+                    let rest = tail.trim_start_matches(|c: char| c.is_ascii_digit() || "+-.e".contains(c));
+                    normalized.push_str(&format!("{head}\"latency_ms\":0{rest}\n"));
+                }
+                None => normalized.push_str(&format!("{line}\n")),
+            }
+        }
+        normalized
+    }
+
+    #[test]
+    fn request_lines_from_the_context_are_those_of_a_span() {
+        let (with_span, own) = (request_lines(false), request_lines(true));
+        assert_eq!(own, with_span);
+        assert_eq!(own.lines().filter(|l| l.contains(r#""message":"request"#)).count(), 8, "{own}");
+        for line in own.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        let inside = own.lines().find(|l| l.contains("inside")).expect(&own);
+        assert!(
+            inside.contains(
+                r#""span":{"method":"GET","path":"/logs","request_id":"id-6","route":"/logs","name":"request"}"#
+            ),
+            "{inside}"
+        );
+        let panicked = own.lines().find(|l| l.contains("handler panicked")).expect(&own);
+        assert!(panicked.contains(r#""request_id":"id-7""#), "{panicked}");
+        let unmatched = own.lines().find(|l| l.contains("id-4")).expect(&own);
+        assert!(unmatched.contains(r#""route":"unmatched""#), "{unmatched}");
     }
 }

@@ -1,19 +1,28 @@
-//! The outermost middleware: request id, log span, problem rendering, request metrics.
+//! The outermost layer: request id, log context, problem rendering, request metrics.
 //!
 //! Every response leaves through here, so this is where the guarantees that hold for *all*
 //! responses are kept: it carries `X-Request-Id`; an error is `application/problem+json`
 //! with that id in it; it is counted in the metrics under its matched route; it is logged
 //! once, as a JSON line inside the request's span.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument as _;
+use axum::routing::future::RouteFuture;
+use axum::Router;
+use tokio::sync::Semaphore;
+use tower::Service;
 
+use crate::context::RequestCtx;
 use crate::error::{code_for_status, PROBLEM_JSON};
 use crate::{ApiError, AppState};
 
@@ -57,35 +66,192 @@ fn fresh_id() -> String {
     id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_string()
 }
 
-/// The middleware itself (installed by [`router`](crate::router) around everything else).
-pub(crate) async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// jessy-core as one service: this middleware around the router. It answers every request.
+///
+/// The request id, the request's log context, the concurrency limit, panic recovery, the body
+/// limit, problem rendering, metrics and the access log are applied here once per request,
+/// around the router, instead of as `Router::layer`s: axum wraps every route in each such
+/// layer, and every request then clones and boxes the whole nested stack. Inside the router one
+/// thin layer per route ([`RouteLayer`](crate::router::RouteLayer)) records the matched route
+/// and applies the token check and the request timeout.
+#[derive(Clone)]
+pub(crate) struct App(Arc<AppInner>);
+
+struct AppInner {
+    state: AppState,
+    routes: Router,
+    limit: Arc<Semaphore>,
+    body_limit: DefaultBodyLimit,
+    token: Option<Arc<str>>,
+    /// Whether a `GET` of a key may skip the router (see [`fast_get_route`]).
+    fast_get: bool,
+}
+
+impl App {
+    /// `fast_get`: the router has no routes besides jessy-core's own, so that a `GET` of a key
+    /// may be answered without it.
+    pub(crate) fn new(state: AppState, routes: Router, fast_get: bool) -> App {
+        let limit = Arc::new(Semaphore::new(state.config.max_concurrency.max(1)));
+        let body_limit = DefaultBodyLimit::max(state.config.body_limit());
+        let token = state.config.api_token.as_deref().map(Arc::from);
+        App(Arc::new(AppInner { state, routes, limit, body_limit, token, fast_get }))
+    }
+}
+
+/// The routes of keys, as in the router.
+pub(crate) const KEY_ROUTE: &str = "/v1/dimensions/{dim}/keys/{*key}";
+pub(crate) const EMPTY_KEY_ROUTE: &str = "/v1/dimensions/{dim}/keys/";
+
+/// The route the router would match for `path` when it is one of a key, else `None`. The fast
+/// path uses it only for `GET`, the hottest request, which it answers by calling the handler's
+/// body directly ([`keys::get_now`]): no routing (and its percent-decoded path parameters, which
+/// the key handlers do not use), no extractors, no boxed handler future. It agrees with the router:
+/// `{dim}` is one non-empty segment, and no other route of jessy-core's has a static segment
+/// there; the test `fast_get_answers_as_the_router_does` compares the two.
+fn fast_get_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/v1/dimensions/")?;
+    let (dim, rest) = rest.split_once('/')?;
+    let key = rest.strip_prefix("keys/")?;
+    match (dim.is_empty(), key.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(EMPTY_KEY_ROUTE),
+        (false, false) => Some(KEY_ROUTE),
+    }
+}
+
+impl<B> Service<Request<B>> for App
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move { Ok(handle(&app, req.map(Body::new)).await) })
+    }
+}
+
+/// The target of the access log lines and of the request span (this module's path).
+const TARGET: &str = crate::logging::ACCESS_TARGET;
+
+async fn handle(app: &AppInner, mut req: Request) -> Response {
     let started = Instant::now();
     let id = accept_or_generate(req.headers().get(&X_REQUEST_ID));
     req.extensions_mut().insert(RequestId(id.clone()));
-    // Label by the route template, not the raw path: keys must not explode the label space.
-    let route =
-        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    app.body_limit.apply(&mut req);
     let method = metric_method(req.method());
+    let ctx = if crate::logging::own_subscriber() {
+        // Our formatter writes the request's fields from `ctx` into its lines: no span needed.
+        let fields = tracing::span_enabled!(target: TARGET, tracing::Level::INFO);
+        RequestCtx::new(method, req.uri().path(), id, started, fields, tracing::Span::none())
+    } else {
+        let span = tracing::info_span!(target: TARGET, "request", request_id = %id, method, route = tracing::field::Empty, path = %req.uri().path());
+        RequestCtx::new(method, "", id, started, false, span)
+    };
 
-    let span = tracing::info_span!("request", request_id = %id, method, route = %route, path = %req.uri().path());
-    let response = next.run(req).instrument(span.clone()).await;
-    let mut response = finish(response, &id).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    // At most `max_concurrency` requests are handled at once; the rest wait here.
+    let permit = match app.limit.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => app.limit.clone().acquire_owned().await.ok(),
+    };
+    let response = Handled { ctx: &ctx, app, req: Some(req), fut: None }.await;
+    drop(permit);
+
+    let mut response = finish(response, &ctx.request_id).await;
+    if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
-
     let status = response.status();
     let elapsed = started.elapsed();
-    state.metrics.observe_request(method, &route, status, elapsed);
-    span.in_scope(|| {
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), latency_ms, "request");
-        }
-    });
+    ctx.with_route(|route| app.state.metrics.observe_request(method, route, status, elapsed));
+    ctx.record_unmatched();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if crate::logging::write_access_line(&ctx, status.as_u16(), latency_ms) {
+        return response;
+    }
+    let _entered = ctx.enter();
+    if status.is_server_error() {
+        tracing::error!(target: TARGET, status = status.as_u16(), latency_ms, "request failed");
+    } else {
+        tracing::info!(target: TARGET, status = status.as_u16(), latency_ms, "request");
+    }
     response
+}
+
+/// The router's answer to a request, with `ctx` current while the router and the handler run
+/// (so that their log lines carry it), and a handler panic answered as a 500 problem.
+struct Handled<'a> {
+    ctx: &'a RequestCtx,
+    app: &'a AppInner,
+    req: Option<Request>,
+    fut: Option<RouteFuture<Infallible>>,
+}
+
+impl Handled<'_> {
+    /// A `GET` of a key, answered at once; else `None`, for the router.
+    fn fast_get(&self, req: &Request) -> Option<Response> {
+        let route = match (self.app.fast_get, req.method() == Method::GET) {
+            (true, true) => fast_get_route(req.uri().path()),
+            _ => None,
+        };
+        let route = route?;
+        // What the route's layer does: the route, then the token.
+        self.ctx.set_static_route(route);
+        if let Some(token) = &self.app.token {
+            if let Some(rejection) = crate::auth::reject(token, req.headers()) {
+                return Some(rejection);
+            }
+        }
+        let mut response =
+            crate::routes::keys::get_now(&self.app.state, req.uri().path(), req.headers()).into_response();
+        // As axum's route future does: a body of known size gets its `Content-Length`.
+        if !response.headers().contains_key(header::CONTENT_LENGTH) {
+            if let Some(size) = HttpBody::size_hint(response.body()).exact() {
+                response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            }
+        }
+        Some(response)
+    }
+}
+
+impl Future for Handled<'_> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.get_mut();
+        let _entered = this.ctx.enter();
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if let Some(req) = this.req.take() {
+                if let Some(response) = this.fast_get(&req) {
+                    return Poll::Ready(Ok(response));
+                }
+                this.fut = Some(this.app.routes.clone().call(req));
+            }
+            match &mut this.fut {
+                Some(fut) => Pin::new(fut).poll(cx),
+                None => Poll::Ready(Ok(panic_response(Box::new("polled after completion")))),
+            }
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(response))) => {
+                this.fut = None;
+                Poll::Ready(response)
+            }
+            Ok(Poll::Ready(Err(never))) => match never {},
+            Err(panic) => {
+                this.fut = None;
+                Poll::Ready(panic_response(panic))
+            }
+        }
+    }
 }
 
 /// The method as a metric label: the standard ones, or `OTHER`, so that made-up methods cannot
@@ -205,5 +371,89 @@ mod tests {
         }
         let other = std::thread::spawn(|| accept_or_generate(None)).join().unwrap();
         assert!(!ids.contains(&other));
+    }
+
+    /// The fast path for `GET` of a key answers exactly as the router does, and counts the
+    /// request under the same route.
+    #[test]
+    fn fast_get_answers_as_the_router_does() {
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = jessy_storage::Config::default().base_path(dir.path()).durability(jessy_storage::Durability::None);
+        let store = jessy_storage::Store::open_config(config).unwrap();
+        let dim = store.get_dimension("default").unwrap();
+        dim.put("k1", "v1").unwrap();
+        dim.put("a/keys/b", "v2").unwrap();
+        dim.put(b"\x00\xff", "v3").unwrap();
+        let long = format!("/v1/dimensions/default/keys/{}", "k".repeat(5000));
+        let paths = [
+            "/v1/dimensions/default/keys/k1",
+            "/v1/dimensions/default/keys/k1?x=1",
+            "/v1/dimensions/default/keys/",
+            "/v1/dimensions/default/keys/missing",
+            "/v1/dimensions/default/keys/a/keys/b",
+            "/v1/dimensions/default/keys/%00%FF",
+            "/v1/dimensions/default/keys/%zz",
+            "/v1/dimensions/default/keys//k1",
+            "/v1/dimensions/D00/keys/k1",
+            "/v1/dimensions/nodim/keys/k1",
+            "/v1/dimensions/bad%20name/keys/k1",
+            "/v1/dimensions/%FF/keys/k1",
+            "/v1/dimensions//keys/k1",
+            "/v1/dimensions/default/keys",
+            "/v1/dimensions/default/keysx/k1",
+            "/v1/dimensions/default/scan",
+            "/v1/dimensions/keys/k1",
+            long.as_str(),
+        ];
+        for token in [None, Some("s3cret")] {
+            let config = crate::ServerConfig { api_token: token.map(str::to_string), ..crate::ServerConfig::default() };
+            let fast = AppState::new(store.clone(), config.clone());
+            let slow = AppState::new(store.clone(), config);
+            let fast_app = crate::router_with(fast.clone(), axum::Router::new());
+            let unrelated = axum::Router::new().route("/unrelated", get(|| async { "" }));
+            let slow_app = crate::router_with(slow.clone(), unrelated);
+            for path in paths {
+                for auth in [None, Some("Bearer s3cret"), Some("Bearer wrong")] {
+                    for etag in [None, Some("\"1\"")] {
+                        let request = || {
+                            let mut req = Request::builder().uri(path).header("x-request-id", "same");
+                            if let Some(auth) = auth {
+                                req = req.header("authorization", auth);
+                            }
+                            if let Some(etag) = etag {
+                                req = req.header("if-none-match", etag);
+                            }
+                            req.body(Body::empty()).unwrap()
+                        };
+                        let answer = |app: &Router| {
+                            let response = runtime.block_on(app.clone().oneshot(request())).unwrap();
+                            let (parts, body) = response.into_parts();
+                            let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
+                            (parts.status, parts.headers, body)
+                        };
+                        let (fast_answer, slow_answer) = (answer(&fast_app), answer(&slow_app));
+                        assert_eq!(fast_answer, slow_answer, "{path} {auth:?} {etag:?}");
+                    }
+                }
+            }
+            let counts = |state: &AppState| {
+                let stats = state.store.stats();
+                let text = state.metrics.render(&stats, std::time::Duration::ZERO).unwrap();
+                text.lines()
+                    .filter(|l| l.starts_with("jessy_http_requests_total{"))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            let (fast_counts, slow_counts) = (counts(&fast), counts(&slow));
+            assert!(
+                fast_counts.iter().any(|l| l.contains(KEY_ROUTE) && l.contains("status=\"200\"")),
+                "{fast_counts:?}"
+            );
+            assert_eq!(fast_counts, slow_counts);
+        }
     }
 }

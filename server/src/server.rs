@@ -1,10 +1,14 @@
 //! Opening the store, accepting connections, and stopping cleanly.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::Request;
+use axum::response::Response;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -12,12 +16,20 @@ use hyper_util::service::TowerToHyperService;
 use jessy_storage::Store;
 use tokio::net::TcpListener;
 
-use crate::{router, shutdown_signal, AppState, ServerConfig};
+use crate::{shutdown_signal, AppState, ServerConfig};
 
 /// Runs jessy-core: opens the store (failing with the holder's pid if another process has
 /// it), listens on `config.addr`, serves until SIGTERM or Ctrl-C, lets in-flight requests
 /// finish (up to `config.shutdown_grace`), then syncs and closes the store, releasing its lock.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    // However this returns, the log lines still queued are written out first.
+    struct FinishLogs;
+    impl Drop for FinishLogs {
+        fn drop(&mut self) {
+            crate::logging::finish_logs();
+        }
+    }
+    let _finish_logs = FinishLogs;
     let storage = config.storage.clone();
     let data = storage.base_path_ref().display().to_string();
     let durability = storage.durability_mode();
@@ -44,8 +56,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         "listening"
     );
 
-    let app = router(AppState::new(store.clone(), config.clone()));
-    let served = serve(listener, app, &config, shutdown_signal()).await;
+    // The service itself, not wrapped in an axum `Router` as `router()` returns it.
+    let app = crate::router::app(AppState::new(store.clone(), config.clone()), axum::Router::new());
+    let served = serve_service(listener, app, &config, shutdown_signal()).await;
     // Whatever happened while serving, sync and release the lock before returning.
     close_store(store).await;
     tracing::info!("stopped");
@@ -74,6 +87,19 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_service(listener, app, config, shutdown).await
+}
+
+async fn serve_service<S>(
+    listener: TcpListener,
+    app: S,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());

@@ -100,14 +100,8 @@ pub(crate) async fn batch(
     }
     let applied = batch.len();
     let store = state.store.clone();
-    blocking::run(move || {
-        let dim = store.get_dimension(&dim)?;
-        if !batch.is_empty() {
-            dim.write(batch)?;
-        }
-        Ok(())
-    })
-    .await?;
+    let ticket = blocking::run(move || Ok(store.get_dimension(&dim)?.submit(batch)?)).await?;
+    blocking::durable(ticket).await?;
     Ok(Json(BatchResult { applied }))
 }
 

@@ -113,8 +113,14 @@ pub(crate) async fn get(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let value = read(&state, uri.path())?;
-    if not_modified(&headers, value.version()) {
+    get_now(&state, uri.path(), &headers)
+}
+
+/// The whole of `GET`, which never waits: also called directly, without the router, by the
+/// request context's fast path for `GET` of a key ([`crate::router`]).
+pub(crate) fn get_now(state: &AppState, raw_path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let value = read(state, raw_path)?;
+    if not_modified(headers, value.version()) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
     }
     let head = value_head(&value);
@@ -189,15 +195,14 @@ pub(crate) async fn put(
     check_key(&key)?;
     let condition = write_condition(&headers)?;
     let value = body.map_err(|rejection| body_error(rejection, &state))?;
-    let store = state.store.clone();
-    let version = blocking::run(move || {
-        let dim = store.get_dimension(&dim)?;
-        Ok(match condition {
-            Some(expect) => dim.put_if(&key, &value, expect)?,
-            None => dim.put(&key, &value)?,
-        })
-    })
-    .await?;
+    let dim = state.store.get_dimension(&dim)?;
+    // Appending is a short `pwrite` unless the writer is busy or the region must grow or be
+    // sealed: then it runs on the blocking pool. Either way the sync is awaited, not waited for.
+    let ticket = match dim.try_submit_put(&key, &value, condition)? {
+        Some(ticket) => ticket,
+        None => blocking::run(move || Ok(dim.submit_put(&key, &value, condition)?)).await?,
+    };
+    let version = blocking::durable(ticket).await?;
     Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response())
 }
 
@@ -231,16 +236,12 @@ pub(crate) async fn delete(
     let KeyPath { dim, key } = parse_key_path(uri.path())?;
     check_key(&key)?;
     let condition = write_condition(&headers)?;
-    let store = state.store.clone();
-    blocking::run(move || {
-        let dim = store.get_dimension(&dim)?;
-        match condition {
-            Some(expect) => dim.delete_if(&key, expect)?,
-            None => dim.delete(&key)?,
-        };
-        Ok(())
-    })
-    .await?;
+    let dim = state.store.get_dimension(&dim)?;
+    let ticket = match dim.try_submit_delete(&key, condition)? {
+        Some(ticket) => ticket,
+        None => blocking::run(move || Ok(dim.submit_delete(&key, condition)?)).await?,
+    };
+    blocking::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

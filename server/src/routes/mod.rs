@@ -34,7 +34,9 @@ impl Encoding {
         }
     }
 
-    /// Bytes to a JSON string; `what` names the field in the 422 answer.
+    /// Bytes to a JSON string; `what` names the field in the 422 answer. (Scan pages are
+    /// written by `scan::PageWriter` directly; this is what its tests compare with.)
+    #[cfg(test)]
     pub(crate) fn encode(self, bytes: &[u8], what: &str) -> Result<String, ApiError> {
         match self {
             Encoding::Utf8 => std::str::from_utf8(bytes).map(str::to_string).map_err(|_| ApiError::not_utf8(what)),

@@ -363,19 +363,21 @@ impl PageWriter {
 
     fn string(&mut self, bytes: &[u8], what: &str) -> Result<(), ApiError> {
         match self.encoding {
-            Encoding::Utf8 => {
-                let text = std::str::from_utf8(bytes).map_err(|_| ApiError::not_utf8(what))?;
-                push_json_str(&mut self.out, text);
-            }
+            // One pass decides both that the bytes are UTF-8 and that they need no escaping
+            // (the usual case); then they are copied as they are.
+            Encoding::Utf8 => crate::json::push_utf8(&mut self.out, bytes).map_err(|_| ApiError::not_utf8(what)),
             Encoding::Base64 => {
-                // The base64 alphabet needs no escaping.
-                let text = self.encoding.encode(bytes, what)?;
-                self.out.push(b'"');
-                self.out.extend_from_slice(text.as_bytes());
-                self.out.push(b'"');
+                // Encoded straight into the page; the base64 alphabet needs no escaping.
+                let start = self.out.len();
+                let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+                self.out.resize(start + len + 2, b'"');
+                let written = base64::engine::general_purpose::STANDARD
+                    .encode_slice(bytes, &mut self.out[start + 1..start + 1 + len])
+                    .map_err(|e| ApiError::internal(format!("base64 encoding failed: {e}")))?;
+                debug_assert_eq!(written, len);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     fn finish(mut self, next_cursor: Option<String>) -> Bytes {
@@ -391,25 +393,6 @@ impl PageWriter {
         }
         self.out.push(b'}');
         Bytes::from(self.out)
-    }
-}
-
-/// A JSON string as serde_json writes it: only `"`, the backslash and control characters are
-/// escaped.
-fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    // Chunks without an early exit inside compile to vector compares.
-    let plain = !text
-        .as_bytes()
-        .chunks(64)
-        .any(|c| c.iter().fold(false, |hit, &b| hit | (b < 0x20) | (b == b'"') | (b == b'\\')));
-    if plain {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
