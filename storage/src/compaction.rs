@@ -220,7 +220,7 @@ impl DimInner {
         {
             let mut state = self.state.write();
             for seg in &new_segments {
-                state.segments.insert(seg.layer_id, seg.clone());
+                state.add_segment(seg.clone());
             }
             for m in moved {
                 if state.points.get(m.key.as_slice()) == Some(&m.old) {
@@ -229,7 +229,7 @@ impl DimInner {
                 }
             }
             for (p, _) in picked {
-                state.segments.remove(&p.layer_id);
+                state.remove_segment(p.layer_id);
                 state.layer_live.remove(&p.layer_id);
             }
         }

@@ -63,26 +63,35 @@ impl Segment {
     }
 
     /// Reads and verifies the entry at `offset` of `map`, which the index says holds `key`;
-    /// a put becomes a [`Value`]. Checking the key too means a wrong location in the index
-    /// (a bug, or a file swapped under us) is reported instead of answered with another
-    /// key's value.
+    /// a put becomes a [`Value`]. See [`value_at`].
     pub fn read_value(&self, map: &Arc<Mmap>, offset: u32, version: Version, expect_key: &[u8]) -> Result<Value> {
-        let at = offset as usize;
-        let bytes = map.get(at..).unwrap_or(&[]);
-        match decode_entry(bytes) {
-            Ok((Entry { kind: Kind::Put, key, value }, _)) if key == expect_key => {
-                let start = at + crate::record::ENTRY_HEADER_LEN + key.len();
-                let len = value.len();
-                Ok(Value::new(map.clone(), start, len, version))
-            }
-            Ok((Entry { kind: Kind::Put, .. }, _)) => {
-                Err(Error::corruption(self.path(), offset as u64, "entry holds another key than the index says"))
-            }
-            Ok(_) => Err(Error::corruption(self.path(), offset as u64, "index points at a delete entry")),
-            Err(Invalid::Bad(reason)) => Err(Error::corruption(self.path(), offset as u64, reason)),
-            Err(_) => Err(Error::corruption(self.path(), offset as u64, "entry runs past the end of the file")),
-        }
+        value_at(map.clone(), offset, version, expect_key)
+            .map_err(|reason| Error::corruption(self.path(), offset as u64, reason))
     }
+}
+
+/// Reads and verifies the entry at `offset` of `map`, which the index says holds
+/// `expect_key`; a put becomes a [`Value`] that keeps `map` alive. Checking the key too
+/// means a wrong location in the index (a bug, or a file swapped under us) is reported
+/// instead of answered with another key's value. The error is what is wrong there.
+pub(crate) fn value_at(
+    map: Arc<Mmap>,
+    offset: u32,
+    version: Version,
+    expect_key: &[u8],
+) -> std::result::Result<Value, &'static str> {
+    let at = offset as usize;
+    let bytes = map.get(at..).unwrap_or(&[]);
+    let (start, len) = match decode_entry(bytes) {
+        Ok((Entry { kind: Kind::Put, key, value }, _)) if key == expect_key => {
+            (at + crate::record::ENTRY_HEADER_LEN + key.len(), value.len())
+        }
+        Ok((Entry { kind: Kind::Put, .. }, _)) => return Err("entry holds another key than the index says"),
+        Ok(_) => return Err("index points at a delete entry"),
+        Err(Invalid::Bad(reason)) => return Err(reason),
+        Err(_) => return Err("entry runs past the end of the file"),
+    };
+    Ok(Value::new(map, start, len, version))
 }
 
 /// The outcome of walking the frames of a log.

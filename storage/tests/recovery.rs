@@ -327,3 +327,42 @@ fn leftovers_in_temp_and_proto_are_swept() {
     assert_eq!(std::fs::read_dir(dir.path().join("temp")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(dir.path().join("proto")).unwrap().count(), 0);
 }
+
+#[test]
+fn an_index_pointing_at_another_keys_entry_is_reported_not_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(Durability::Immediate);
+    {
+        let store = open(dir.path(), config.clone());
+        let d = store.dimension("default").unwrap();
+        // Enough to seal at least one layer with a key index.
+        for i in 0..200 {
+            d.put(format!("k{i:03}"), value(i, 150)).unwrap();
+        }
+    }
+    // Swap two keys' offsets in a sealed layer's key index, with a valid checksum: a wrong
+    // index that no checksum can catch.
+    let layers = dir.path().join("consciousness/D01/layers");
+    let keys = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "keys"))
+        .expect("a sealed layer");
+    let (dim, layer, end, mut items) =
+        jessy_storage::fuzzing::decode_key_index(&std::fs::read(&keys).unwrap()).unwrap();
+    assert!(items.len() >= 2);
+    let (a, b) = (items[0].3, items[1].3);
+    items[0].3 = b;
+    items[1].3 = a;
+    let swapped = items[0].1.clone();
+    std::fs::write(&keys, jessy_storage::fuzzing::encode_key_index(dim, layer, end, &items)).unwrap();
+
+    let store = open(dir.path(), config);
+    let d = store.dimension("default").unwrap();
+    let err = d.get(&swapped).unwrap_err();
+    assert_eq!(err.code(), "corruption", "{err}");
+    assert!(err.to_string().contains("another key"), "{err}");
+    assert!(err.to_string().contains(".mmap"), "names the file: {err}");
+    let err = d.range(swapped.clone()..).next().unwrap().unwrap_err();
+    assert!(err.to_string().contains("another key"), "{err}");
+}
