@@ -123,7 +123,7 @@ impl DimInner {
                 let state = self.state.read();
                 let mut copy = Vec::new();
                 for (off, e) in entries {
-                    let current = state.points.get(e.key);
+                    let current = state.points.loc(e.key);
                     let keep = match e.kind {
                         Kind::Put => current.is_some_and(|l| l.layer == entry.layer_id && l.off == *off as u32),
                         // A tombstone must stay while an older version of its key may sit
@@ -134,7 +134,7 @@ impl DimInner {
                         }
                     };
                     if keep {
-                        copy.push((*off, *e, current.copied()));
+                        copy.push((*off, *e, current));
                     }
                 }
                 drop(state);
@@ -223,7 +223,7 @@ impl DimInner {
                 state.add_segment(seg.clone());
             }
             for m in moved {
-                if state.points.get(m.key.as_slice()) == Some(&m.old) {
+                if state.points.loc(&m.key) == Some(m.old) {
                     let loc = Loc { layer: m.layer, off: m.off, ..m.old };
                     state.apply(m.key, Some(loc));
                 }

@@ -19,6 +19,7 @@ use crate::batch::Op;
 use crate::keyindex::{self, KeyIndex, KeyItem};
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::{LayerEntry, Manifest};
+use crate::points::Points;
 use crate::record::{entry_len, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
 use crate::region;
 use crate::segment::{self, scan_frames, Segment};
@@ -57,15 +58,11 @@ pub(crate) struct State {
     pub index: BTreeMap<IndexKey, Loc>,
     /// The same entries hashed, for point reads: one probe instead of a walk down the
     /// B-tree that misses the cache at every level (2.5x the gets per second at 1M keys).
-    /// The hasher is seeded per process, so keys sent over HTTP cannot be chosen to collide.
-    pub points: HashMap<IndexKey, Loc, foldhash::fast::RandomState>,
+    /// Shared with `DimInner::points`, which reads it without this lock (points.rs).
+    pub points: Arc<Points>,
     /// Open segments by layer id. Change them only with `add_segment` / `remove_segment`,
-    /// which keep `maps` in step.
+    /// which keep the point index's table of maps in step.
     pub segments: BTreeMap<u32, Arc<Segment>>,
-    /// Each segment's current map, so that a point read clones one `Arc` under the read
-    /// lock instead of cloning the segment and then taking its map lock: fewer atomic
-    /// writes to cache lines that every reading core shares.
-    maps: HashMap<u32, Arc<memmap2::Mmap>, foldhash::fast::FixedState>,
     /// Live entry bytes per layer.
     pub layer_live: HashMap<u32, u64, foldhash::fast::FixedState>,
     pub live_bytes: u64,
@@ -81,7 +78,7 @@ impl State {
                 self.index.insert(key, loc)
             }
             None => {
-                self.points.remove(key.as_slice());
+                self.points.remove(&key);
                 self.index.remove(key.as_slice())
             }
         };
@@ -96,34 +93,27 @@ impl State {
     pub fn new() -> State {
         State {
             index: BTreeMap::new(),
-            points: HashMap::default(),
+            points: Arc::new(Points::new()),
             segments: BTreeMap::new(),
-            maps: HashMap::default(),
             layer_live: HashMap::default(),
             live_bytes: 0,
         }
     }
 
-    /// The map holding `key`'s newest value (`None` if its layer is not loaded: an index
-    /// bug, reported by the caller), and where in it.
-    pub fn locate(&self, key: &[u8]) -> Option<(Option<Arc<memmap2::Mmap>>, Loc)> {
-        self.points.get(key).map(|loc| (self.maps.get(&loc.layer).cloned(), *loc))
-    }
-
     pub fn add_segment(&mut self, seg: Arc<Segment>) {
-        self.maps.insert(seg.layer_id, seg.map());
+        self.points.set_map(seg.layer_id, &seg.map());
         self.segments.insert(seg.layer_id, seg);
     }
 
     pub fn remove_segment(&mut self, layer: u32) {
-        self.maps.remove(&layer);
+        self.points.remove_map(layer);
         self.segments.remove(&layer);
     }
 
     /// After the segment of `layer` was mapped again (it grew).
     pub fn refresh_map(&mut self, layer: u32) {
         if let Some(seg) = self.segments.get(&layer) {
-            self.maps.insert(layer, seg.map());
+            self.points.set_map(layer, &seg.map());
         }
     }
 
@@ -171,6 +161,8 @@ pub(crate) struct DimInner {
     pub name: String,
     pub paths: DimPaths,
     pub state: RwLock<State>,
+    /// `state.points`, read without the state lock.
+    pub points: Arc<Points>,
     pub writer: Mutex<Writer>,
     synced: Condvar,
     /// Wakes the committer thread that syncs for waiting callbacks (see ticket.rs).
@@ -255,7 +247,7 @@ impl Dimension {
         self.inner.check_live()?;
         let key = key.as_ref();
         // Verify the checksum after letting go of the lock: the map handle keeps it alive.
-        let found = self.inner.state.read().locate(key);
+        let found = self.inner.points.get(key);
         let Some((map, loc)) = found else { return Ok(None) };
         let damaged = |reason| {
             let path = self.inner.state.read().segments.get(&loc.layer).map(|s| s.path());
@@ -269,7 +261,7 @@ impl Dimension {
     /// True when `key` has a value.
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         self.inner.check_live()?;
-        Ok(self.inner.state.read().points.contains_key(key.as_ref()))
+        Ok(self.inner.points.loc(key.as_ref()).is_some())
     }
 
     /// Removes `key` (not an error if it has no value); returns the write's version.
@@ -580,7 +572,7 @@ impl DimInner {
                 return loc.map(|l| Version(l.seq));
             }
         }
-        self.state.read().points.get(key).map(|l| Version(l.seq))
+        self.points.loc(key).map(|l| Version(l.seq))
     }
 
     /// Blocks until `seq` is durable. The first waiter to find no sync running becomes the
@@ -999,6 +991,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         id,
         name,
         paths,
+        points: state.points.clone(),
         state: RwLock::new(state),
         writer: Mutex::new(Writer {
             region,
@@ -1043,20 +1036,21 @@ fn build_index(state: &mut State, items: Vec<Sealed>) {
     }
     // The two maps are independent: build them on two cores.
     let (points, index) = std::thread::scope(|s| {
-        let hashed = s.spawn(|| {
-            let mut points = HashMap::with_capacity_and_hasher(puts.len(), Default::default());
-            points.extend(puts.iter().map(|(k, l)| (k.clone(), *l)));
-            points
-        });
+        let hashed = s.spawn(|| Points::build(&puts));
         let index: BTreeMap<IndexKey, Loc> = puts.iter().cloned().collect();
         (hashed.join(), index)
     });
     state.index = index;
-    state.points = match points {
+    let points = match points {
         Ok(p) => p,
         // Building a map cannot fail short of running out of memory; do it here then.
-        Err(_) => puts.into_iter().collect(),
+        Err(_) => Points::build(&puts),
     };
+    // The segments loaded so far registered their maps with the empty index.
+    for seg in state.segments.values() {
+        points.set_map(seg.layer_id, &seg.map());
+    }
+    state.points = Arc::new(points);
 }
 
 /// Sorts by key, then sequence number: each half on its own core, then one merge. The

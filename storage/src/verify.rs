@@ -102,7 +102,7 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
     }
     for (key, loc) in &state.index {
         report.keys += 1;
-        if state.points.get(key.as_slice()) != Some(loc) {
+        if state.points.loc(key) != Some(*loc) {
             found.push(report_problem(dim.paths.dir.clone(), 0, format!("index entries for key {key:?} disagree")));
         }
         let Ok(seg) = state.segment(loc.layer) else {
