@@ -803,6 +803,16 @@ fn fail_callbacks(w: &mut Writer, err: impl Fn() -> Error) {
     }
 }
 
+/// Writes an encoded key index durably: under a temporary name, synced, renamed.
+pub(crate) fn write_key_index(io: &dyn crate::io::Io, keys_path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = keys_path.with_extension("keys.tmp");
+    let _ = io.remove_file(&tmp);
+    let f = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
+    f.write_all_at(bytes, 0).map_err(Error::io("write", &tmp))?;
+    f.sync_data().map_err(Error::io("fdatasync", &tmp))?;
+    io.rename(&tmp, keys_path).map_err(Error::io("rename", &tmp))
+}
+
 /// Scans a sealed log, writes its key index next to it, and returns its manifest entry
 /// (without live bytes, which only the in-memory index knows).
 pub(crate) fn build_key_index(
@@ -832,13 +842,7 @@ pub(crate) fn build_key_index(
     }
     let mut items: Vec<KeyItem<'_>> = newest.into_values().collect();
     items.sort_by(|a, b| a.key.cmp(b.key));
-    let bytes = keyindex::encode(dim, layer, scan.end as u32, items);
-    let tmp = keys_path.with_extension("keys.tmp");
-    let _ = io.remove_file(&tmp);
-    let f = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
-    f.write_all_at(&bytes, 0).map_err(Error::io("write", &tmp))?;
-    f.sync_data().map_err(Error::io("fdatasync", &tmp))?;
-    io.rename(&tmp, keys_path).map_err(Error::io("rename", &tmp))?;
+    write_key_index(io, keys_path, &keyindex::encode(dim, layer, scan.end as u32, items))?;
     Ok(LayerEntry {
         layer_id: layer,
         file: DimPaths::layer_rel(layer),
