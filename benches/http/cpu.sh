@@ -31,24 +31,9 @@ if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ] && [ -z "${CPU_SH_NICED:-}" ]; then
   exec nice -n "$NICE" bash "$0" "$@"
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/jessy-bench-cpu.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+PREFIX_NAME=jessy-bench-cpu
+# shellcheck source=benches/http/common.sh
+source "$HERE/common.sh"
 wait_for() {
   for _ in $(seq 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "cpu.sh: $1 did not come up" >&2

@@ -66,25 +66,9 @@ if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ] && [ -z "${BENCH_HTTP_NICED:-}" ]; the
 fi
 NICED=${BENCH_HTTP_NICED:-0}
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/jessy-bench-http.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    # Give each a few seconds to stop cleanly (jessy syncs its store), then insist.
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+PREFIX_NAME=jessy-bench-http
+# shellcheck source=benches/http/common.sh
+source "$HERE/common.sh"
 
 # wait_for NAME COMMAND...: retries COMMAND for up to 30 s.
 wait_for() {
