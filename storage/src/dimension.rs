@@ -601,9 +601,8 @@ impl DimInner {
             if w.callbacks.is_empty() {
                 return;
             }
-            if let Err(e) = self.check_live() {
+            if self.check_live().is_err() {
                 let name = self.name.clone();
-                drop(e);
                 fail_callbacks(&mut w, || Error::DimensionDropped(name.clone()));
                 return;
             }

@@ -22,24 +22,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::workload::{Op, State, DIMS};
 use common::*;
 use jessy_storage::io::{FaultOp, FaultyIo, Io};
 use jessy_storage::{Config, Durability, Error, Store, WriteBatch};
 
-type State = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-const DIMS: [&str; 2] = ["default", "aux"];
-
 fn key(n: u64) -> Vec<u8> {
     format!("key{n:02}").into_bytes()
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Put(usize, u64, usize),
-    Delete(usize, u64),
-    Batch(usize, Vec<(u64, Option<usize>)>),
-    Compact(usize),
 }
 
 fn workload() -> Vec<Op> {
@@ -59,43 +48,8 @@ fn workload() -> Vec<Op> {
         .collect()
 }
 
-fn apply(state: &mut State, op: &Op, tag: u64) {
-    match op {
-        Op::Put(d, k, len) => {
-            state.get_mut(DIMS[*d]).unwrap().insert(key(*k), tagged(&key(*k), tag, *len));
-        }
-        Op::Delete(d, k) => {
-            state.get_mut(DIMS[*d]).unwrap().remove(&key(*k));
-        }
-        Op::Batch(d, ops) => {
-            for (k, v) in ops {
-                let m = state.get_mut(DIMS[*d]).unwrap();
-                match v {
-                    Some(len) => m.insert(key(*k), tagged(&key(*k), tag, *len)),
-                    None => m.remove(&key(*k)),
-                };
-            }
-        }
-        Op::Compact(_) => {}
-    }
-}
-
 fn exec(store: &Store, op: &Op, tag: u64) -> jessy_storage::Result<()> {
-    match op {
-        Op::Put(d, k, len) => store.get_dimension(DIMS[*d])?.put(key(*k), tagged(&key(*k), tag, *len)).map(drop),
-        Op::Delete(d, k) => store.get_dimension(DIMS[*d])?.delete(key(*k)).map(drop),
-        Op::Batch(d, ops) => {
-            let mut b = WriteBatch::new();
-            for (k, v) in ops {
-                match v {
-                    Some(len) => b.push_put(key(*k), tagged(&key(*k), tag, *len)),
-                    None => b.push_delete(key(*k)),
-                }
-            }
-            store.get_dimension(DIMS[*d])?.write(b).map(drop)
-        }
-        Op::Compact(d) => store.get_dimension(DIMS[*d])?.compact().map(drop),
-    }
+    op.run(&store.get_dimension(DIMS[op.dim()])?, key, tag)
 }
 
 fn read_state(store: &Store) -> Result<State, String> {
@@ -169,7 +123,7 @@ fn run(op: FaultOp, nth: u64, errno: i32, sticky: bool, t: &mut Tally) -> Result
     for (i, o) in workload().iter().enumerate() {
         let tag = i as u64;
         match exec(&store, o, tag) {
-            Ok(()) => apply(&mut model, o, tag),
+            Ok(()) => o.apply(&mut model, key, tag),
             Err(e) => {
                 if !caused_by(&e, errno) {
                     return Err(format!("op {i} {o:?} failed with an error that does not name the cause: {e}"));
@@ -189,7 +143,7 @@ fn run(op: FaultOp, nth: u64, errno: i32, sticky: bool, t: &mut Tally) -> Result
                     // Its data may have reached the disk before the sync failed. (The store
                     // takes no write after that, so there is at most one such op.)
                     let mut with = model.clone();
-                    apply(&mut with, o, tag);
+                    o.apply(&mut with, key, tag);
                     may_have_landed = Some(with);
                 }
                 // Not acknowledged, so not visible; reads keep working.
@@ -349,7 +303,7 @@ fn store_needing_repairs(dir: &Path) -> State {
         let store = fresh_store(base.path(), &io);
         for (i, o) in workload().iter().take(40).enumerate() {
             exec(&store, o, i as u64).unwrap();
-            apply(&mut model, o, i as u64);
+            o.apply(&mut model, key, i as u64);
         }
     }
     let big = |i: u64| tagged(&key(0), 1000 + i, 2500);

@@ -21,27 +21,17 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::workload::{Op, State, DIMS};
 use common::*;
-use jessy_storage::{Config, Durability, Store, WriteBatch};
-
-type State = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+use jessy_storage::{Config, Durability, Store};
 
 const CHILD_ENV: &str = "JESSY_KILL_CHILD";
-const DIMS: [&str; 2] = ["default", "aux"];
 const KEYS: u64 = 40;
 /// A child that is never killed stops by itself after this many operations.
 const CHILD_MAX_OPS: u64 = 3000;
 
 fn key(n: u64) -> Vec<u8> {
     format!("key{n:03}{}", "+".repeat((n % 4 * 5) as usize)).into_bytes()
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Put(usize, u64, usize),
-    Delete(usize, u64),
-    Batch(usize, Vec<(u64, Option<usize>)>),
-    Compact(usize),
 }
 
 /// Operation `i` of run `seed`: the child and the parent compute the same one.
@@ -61,27 +51,6 @@ fn op(seed: u64, i: u64) -> Op {
             Op::Batch(dim, (0..n).map(|_| (r.below(KEYS), r.chance(4, 5).then(|| r.below(400) as usize))).collect())
         }
         _ => Op::Compact(dim),
-    }
-}
-
-fn apply(state: &mut State, op: &Op, tag: u64) {
-    match op {
-        Op::Put(d, k, len) => {
-            state.get_mut(DIMS[*d]).unwrap().insert(key(*k), tagged(&key(*k), tag, *len));
-        }
-        Op::Delete(d, k) => {
-            state.get_mut(DIMS[*d]).unwrap().remove(&key(*k));
-        }
-        Op::Batch(d, ops) => {
-            let m = state.get_mut(DIMS[*d]).unwrap();
-            for (k, v) in ops {
-                match v {
-                    Some(len) => m.insert(key(*k), tagged(&key(*k), tag, *len)),
-                    None => m.remove(&key(*k)),
-                };
-            }
-        }
-        Op::Compact(_) => {}
     }
 }
 
@@ -114,25 +83,11 @@ fn child() {
     let dims: Vec<_> = DIMS.iter().map(|n| store.get_dimension(n).unwrap()).collect();
     for i in start..start + CHILD_MAX_OPS {
         let o = op(seed, i);
-        let r = match &o {
-            Op::Put(d, k, len) => dims[*d].put(key(*k), tagged(&key(*k), i, *len)).map(drop),
-            Op::Delete(d, k) => dims[*d].delete(key(*k)).map(drop),
-            Op::Batch(d, ops) => {
-                let mut b = WriteBatch::new();
-                for (k, v) in ops {
-                    match v {
-                        Some(len) => b.push_put(key(*k), tagged(&key(*k), i, *len)),
-                        None => b.push_delete(key(*k)),
-                    }
-                }
-                dims[*d].write(b).map(drop)
-            }
-            Op::Compact(d) => {
-                writeln!(out, "COMPACT {i}").unwrap();
-                out.flush().unwrap();
-                dims[*d].compact().map(drop)
-            }
-        };
+        if let Op::Compact(_) = o {
+            writeln!(out, "COMPACT {i}").unwrap();
+            out.flush().unwrap();
+        }
+        let r = o.run(&dims[o.dim()], key, i);
         if let Err(e) = r {
             let _ = writeln!(out, "ERROR op {i} {o:?}: {e}");
             std::process::exit(4);
@@ -317,10 +272,10 @@ fn round(dir: &Path, seed: u64, rng: &mut Rng, start: u64, model: &mut State, t:
         return Err(format!("acknowledgement {last_ack:?} is older than the round's first op {start}"));
     }
     for i in start..next {
-        apply(model, &op(seed, i), i);
+        op(seed, i).apply(model, key, i);
     }
     let mut with_next = model.clone();
-    apply(&mut with_next, &op(seed, next), next);
+    op(seed, next).apply(&mut with_next, key, next);
 
     let store = Store::open_with(dir, config(seed)).map_err(|e| format!("reopen after kill -9: {e}"))?;
     let got = read_state(&store)?;

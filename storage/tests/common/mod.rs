@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::path::{Path, PathBuf};
 
 use jessy_storage::{Config, Durability, Store};
