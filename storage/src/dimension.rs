@@ -1038,22 +1038,16 @@ fn build_index(state: &mut State, items: Vec<Sealed>) {
         }
     }
     // The two maps are independent: build them on two cores.
-    let (points, index) = std::thread::scope(|s| {
-        let hashed = s.spawn(|| Points::build(&puts));
+    let points = &state.points;
+    let (filled, index) = std::thread::scope(|s| {
+        let hashed = s.spawn(|| points.fill(&puts));
         let index: BTreeMap<IndexKey, Loc> = puts.iter().cloned().collect();
         (hashed.join(), index)
     });
-    state.index = index;
-    let points = match points {
-        Ok(p) => p,
-        // Building a map cannot fail short of running out of memory; do it here then.
-        Err(_) => Points::build(&puts),
-    };
-    // The segments loaded so far registered their maps with the empty index.
-    for seg in state.segments.values() {
-        points.set_map(seg.layer_id, &seg.map());
+    if let Err(panic) = filled {
+        std::panic::resume_unwind(panic);
     }
-    state.points = Arc::new(points);
+    state.index = index;
 }
 
 /// Sorts by key, then sequence number: each half on its own core, then one merge. The

@@ -41,27 +41,19 @@ struct Shard {
 
 impl Points {
     pub fn new() -> Points {
-        Points::with_capacity(0)
-    }
-
-    fn with_capacity(keys: usize) -> Points {
-        let per_shard = keys.div_ceil(SHARDS);
-        let shards = (0..SHARDS)
-            .map(|_| {
-                let locs = HashMap::with_capacity_and_hasher(per_shard, Hasher::default());
-                Padded(RwLock::new(Shard { locs, maps: HashMap::default() }))
-            })
-            .collect();
+        let shards = (0..SHARDS).map(|_| Padded(RwLock::new(Shard::default()))).collect();
         Points { hasher: Hasher::default(), shards }
     }
 
-    /// Builds it from every key with a value, in one pass per shard.
-    pub fn build(puts: &[(IndexKey, Loc)]) -> Points {
-        let points = Points::with_capacity(puts.len());
-        for (key, loc) in puts {
-            points.shard(key).0.write().locs.insert(key.clone(), *loc);
+    /// Adds every key with a value found on open, growing each shard once first.
+    pub fn fill(&self, puts: &[(IndexKey, Loc)]) {
+        let per_shard = puts.len().div_ceil(SHARDS);
+        for s in self.shards.iter() {
+            s.0.write().locs.reserve(per_shard);
         }
-        points
+        for (key, loc) in puts {
+            self.shard(key).0.write().locs.insert(key.clone(), *loc);
+        }
     }
 
     fn shard(&self, key: &[u8]) -> &Padded {
@@ -119,7 +111,8 @@ mod tests {
     fn keeps_every_key_across_shards() {
         let puts: Vec<(IndexKey, Loc)> =
             (0..5000u32).map(|i| (IndexKey::from_slice(format!("key{i}").as_bytes()), loc(i))).collect();
-        let p = Points::build(&puts);
+        let p = Points::new();
+        p.fill(&puts);
         assert_eq!(p.len(), 5000);
         for (k, l) in &puts {
             assert_eq!(p.loc(k), Some(*l));
