@@ -19,6 +19,7 @@ use crate::batch::Op;
 use crate::keyindex::{self, KeyIndex, KeyItem};
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::{LayerEntry, Manifest};
+use crate::ordered::Ordered;
 use crate::points::Points;
 use crate::record::{entry_len, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
 use crate::region;
@@ -48,16 +49,16 @@ pub(crate) struct Loc {
     pub seq: u64,
 }
 
-/// Index keys keep up to 32 bytes inline, so comparing keys while walking the B-tree
-/// reads the node itself instead of chasing a pointer per comparison (it doubled get
+/// Index keys keep up to 32 bytes inline, so comparing keys while searching the ordered
+/// index reads the entry itself instead of chasing a pointer per comparison (it doubled get
 /// throughput on 1M keys; see docs/ARCHITECTURE.md).
 pub(crate) type IndexKey = smallvec::SmallVec<[u8; 32]>;
 
 pub(crate) struct State {
-    /// Ordered, for scans.
-    pub index: BTreeMap<IndexKey, Loc>,
-    /// The same entries hashed, for point reads: one probe instead of a walk down the
-    /// B-tree that misses the cache at every level (2.5x the gets per second at 1M keys).
+    /// Ordered, for scans (ordered.rs).
+    pub ordered: Ordered,
+    /// The same entries hashed, for point reads: one probe instead of a binary search that
+    /// misses the cache at every level (2.5x the gets per second at 1M keys).
     /// Shared with `DimInner::points`, which reads it without this lock (points.rs).
     pub points: Arc<Points>,
     /// Open segments by layer id. Change them only with `add_segment` / `remove_segment`,
@@ -74,12 +75,16 @@ impl State {
             Some(loc) => {
                 *self.layer_live.entry(loc.layer).or_insert(0) += loc.size as u64;
                 self.live_bytes += loc.size as u64;
-                self.points.insert(key.clone(), loc);
-                self.index.insert(key, loc)
+                let old = self.points.insert(key.clone(), loc);
+                self.ordered.set(key, Some(loc));
+                old
             }
             None => {
-                self.points.remove(&key);
-                self.index.remove(key.as_slice())
+                let old = self.points.remove(&key);
+                if old.is_some() {
+                    self.ordered.set(key, None);
+                }
+                old
             }
         };
         if let Some(old) = old {
@@ -92,7 +97,7 @@ impl State {
 
     pub fn new() -> State {
         State {
-            index: BTreeMap::new(),
+            ordered: Ordered::default(),
             points: Arc::new(Points::new()),
             segments: BTreeMap::new(),
             layer_live: HashMap::default(),
@@ -373,7 +378,7 @@ impl Dimension {
 
     /// Number of keys with a value.
     pub fn len(&self) -> usize {
-        self.inner.state.read().index.len()
+        self.inner.state.read().points.len()
     }
 
     /// True when no key has a value.
@@ -786,7 +791,7 @@ impl DimInner {
             id: self.id,
             dir: dir_name(self.id),
             name: self.name.clone(),
-            keys: state.index.len() as u64,
+            keys: state.points.len() as u64,
             live_bytes: state.live_bytes,
             disk_bytes,
             layers: state.segments.len(),
@@ -1020,8 +1025,8 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
 type Sealed = (IndexKey, u64, Option<Loc>);
 
 /// Builds the index from every entry found on open (sealed layers' key indexes, then the
-/// active region's frames) at once: sorting and building the
-/// B-tree in bulk is several times faster than a million single inserts.
+/// active region's frames) at once: one sort gives the ordered index its base array, several
+/// times faster than a million single inserts.
 fn build_index(state: &mut State, items: Vec<Sealed>) {
     let items = sort_on_two_cores(items);
     let mut puts: Vec<(IndexKey, Loc)> = Vec::with_capacity(items.len());
@@ -1037,17 +1042,8 @@ fn build_index(state: &mut State, items: Vec<Sealed>) {
             puts.push((key, loc));
         }
     }
-    // The two maps are independent: build them on two cores.
-    let points = &state.points;
-    let (filled, index) = std::thread::scope(|s| {
-        let hashed = s.spawn(|| points.fill(&puts));
-        let index: BTreeMap<IndexKey, Loc> = puts.iter().cloned().collect();
-        (hashed.join(), index)
-    });
-    if let Err(panic) = filled {
-        std::panic::resume_unwind(panic);
-    }
-    state.index = index;
+    state.points.fill(&puts);
+    state.ordered = Ordered::from_sorted(puts);
 }
 
 /// Sorts by key, then sequence number: each half on its own core, then one merge. The

@@ -9,13 +9,14 @@
 //! a short range over a big store otherwise spends more time cloning `Arc`s and taking the
 //! map lock than reading values.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use memmap2::Mmap;
 
 use crate::dimension::{DimInner, IndexKey, Loc, State};
+use crate::ordered::bounds_are_empty;
 use crate::segment::Segment;
 use crate::{Result, Value, Version};
 
@@ -32,6 +33,7 @@ type Pending = (IndexKey, Result<(usize, Loc)>);
 /// A layer some copied entry points into. Holding the segment and its map keeps both
 /// alive even if compaction replaces the layer while the iterator is out.
 struct Layer {
+    id: u32,
     seg: Arc<Segment>,
     map: Arc<Mmap>,
 }
@@ -48,11 +50,11 @@ pub struct Iter {
     layers: Layers,
 }
 
-/// The layers the copied entries point into, each added on first use.
+/// The layers the copied entries point into, each added on first use. A short scan
+/// touches a handful, so a list searched from the front beats a hash map it must build.
 #[derive(Default)]
 struct Layers {
     list: Vec<Layer>,
-    slots: HashMap<u32, usize, foldhash::fast::FixedState>,
 }
 
 impl std::fmt::Debug for Iter {
@@ -76,13 +78,7 @@ impl Iter {
     }
 
     fn range_is_empty(&self) -> bool {
-        match (&self.lo, &self.hi) {
-            (Bound::Included(a), Bound::Included(b)) => a > b,
-            (Bound::Included(a), Bound::Excluded(b))
-            | (Bound::Excluded(a), Bound::Included(b))
-            | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
-            _ => false,
-        }
+        bounds_are_empty(bound_ref(&self.lo), bound_ref(&self.hi))
     }
 
     /// Copies the next batch from one end of the remaining range.
@@ -96,21 +92,14 @@ impl Iter {
             self.exhausted = true;
             return;
         }
-        let dim = self.dim.clone();
-        let state = dim.state.read();
-        let range = state.index.range::<[u8], _>((bound_ref(&self.lo), bound_ref(&self.hi)));
         let n = self.batch;
         self.batch = (n * 2).min(MAX_BATCH);
         let mut got = Vec::with_capacity(n);
-        if from_back {
-            for (k, loc) in range.rev().take(n) {
-                got.push((k.clone(), self.layers.slot(&state, loc).map(|s| (s, *loc))));
-            }
-        } else {
-            for (k, loc) in range.take(n) {
-                got.push((k.clone(), self.layers.slot(&state, loc).map(|s| (s, *loc))));
-            }
-        }
+        let state = self.dim.state.read();
+        let layers = &mut self.layers;
+        state.ordered.scan(bound_ref(&self.lo), bound_ref(&self.hi), from_back, n, |k, loc| {
+            got.push((k.clone(), layers.slot(&state, loc).map(|s| (s, *loc))));
+        });
         drop(state);
         self.layers.prefetch(&got);
         let Some((last, _)) = got.last() else {
@@ -158,7 +147,7 @@ impl Layers {
     /// active region grows and is mapped again; a map too short for `loc` is refreshed.
     fn slot(&mut self, state: &State, loc: &Loc) -> Result<usize> {
         let end = loc.off as usize + loc.size as usize;
-        if let Some(&i) = self.slots.get(&loc.layer) {
+        if let Some(i) = self.list.iter().position(|l| l.id == loc.layer) {
             let layer = &mut self.list[i];
             if layer.map.len() < end {
                 layer.map = layer.seg.map();
@@ -167,8 +156,7 @@ impl Layers {
         }
         let seg = state.segment(loc.layer)?.clone();
         let map = seg.map();
-        self.list.push(Layer { seg, map });
-        self.slots.insert(loc.layer, self.list.len() - 1);
+        self.list.push(Layer { id: loc.layer, seg, map });
         Ok(self.list.len() - 1)
     }
 }

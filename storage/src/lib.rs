@@ -39,6 +39,7 @@ mod keyindex;
 mod layout;
 mod lock;
 mod manifest;
+mod ordered;
 mod points;
 mod record;
 mod region;

@@ -6,7 +6,7 @@
 //! on every call (two threads did 1.4x the gets of one, against 2x for LMDB). Each shard
 //! also keeps its own copy of the layer → memory-map table, so a get touches one lock only.
 //!
-//! Writers change it under the state lock (the ordered index changes in the same critical
+//! Writers change it under the state lock (the ordered index, ordered.rs, changes in the same critical
 //! section), shard by shard; a get sees each key's old or new location, never a mix.
 
 use std::collections::HashMap;
@@ -73,12 +73,14 @@ impl Points {
         self.shard(key).0.read().locs.get(key).copied()
     }
 
-    pub fn insert(&self, key: IndexKey, loc: Loc) {
-        self.shard(&key).0.write().locs.insert(key, loc);
+    /// Sets `key`'s location; returns the one it replaces.
+    pub fn insert(&self, key: IndexKey, loc: Loc) -> Option<Loc> {
+        self.shard(&key).0.write().locs.insert(key, loc)
     }
 
-    pub fn remove(&self, key: &[u8]) {
-        self.shard(key).0.write().locs.remove(key);
+    /// Forgets `key`; returns its location.
+    pub fn remove(&self, key: &[u8]) -> Option<Loc> {
+        self.shard(key).0.write().locs.remove(key)
     }
 
     pub fn len(&self) -> usize {

@@ -97,17 +97,16 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
     }
     // Every index entry must resolve to a verified value of its key.
     let state = dim.state.read();
-    if state.index.len() != state.points.len() {
-        found.push(report_problem(dim.paths.dir.clone(), 0, "ordered and hashed indexes disagree".into()));
-    }
-    for (key, loc) in &state.index {
+    let mut ordered = 0;
+    state.ordered.for_each(|key, loc| {
+        ordered += 1;
         report.keys += 1;
         if state.points.loc(key) != Some(*loc) {
             found.push(report_problem(dim.paths.dir.clone(), 0, format!("index entries for key {key:?} disagree")));
         }
         let Ok(seg) = state.segment(loc.layer) else {
             found.push(report_problem(dim.paths.dir.clone(), 0, format!("key points at missing layer {}", loc.layer)));
-            continue;
+            return;
         };
         let map = seg.map();
         match decode_entry(map.get(loc.off as usize..).unwrap_or(&[])) {
@@ -117,6 +116,9 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
             }
             Err(e) => found.push(report_problem(seg.path(), loc.off as u64, format!("{e:?}"))),
         }
+    });
+    if ordered != state.points.len() {
+        found.push(report_problem(dim.paths.dir.clone(), 0, "ordered and hashed indexes disagree".into()));
     }
     drop(state);
     report.problems.extend(found);

@@ -402,7 +402,7 @@ fn thread_cpu() -> f64 {
 }
 
 /// CPU seconds (user + system) the whole process has run, background threads included.
-fn process_cpu() -> f64 {
+pub(crate) fn process_cpu() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Phases: load, bulkloader, reopen, get, get2, range, put, batch. `--max-size BYTES` sets
-//! `Config::max_size` (default: `Config::default()`).
+//! `Config::max_size` (default: `Config::default()`); `--durability none|immediate` the
+//! durability of put and batch (default immediate).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +23,7 @@ pub fn main(argv: &[String]) -> Res<()> {
     let phase = argv.first().cloned().unwrap_or_default();
     let (mut n, mut dir, mut repeat, mut max_size) = (1_000_000u64, PathBuf::from("/tmp/jessy-probe"), 1usize, None);
     let mut count = 0u64;
+    let mut durability = Durability::Immediate;
     let mut it = argv.iter().skip(1);
     while let Some(f) = it.next() {
         let v = it.next().ok_or("flag needs a value")?;
@@ -31,6 +33,13 @@ pub fn main(argv: &[String]) -> Res<()> {
             "--repeat" => repeat = v.parse()?,
             "--count" => count = v.parse()?,
             "--max-size" => max_size = Some(v.parse::<u64>()?),
+            "--durability" => {
+                durability = match v.as_str() {
+                    "none" => Durability::None,
+                    "immediate" => Durability::Immediate,
+                    _ => return Err(format!("--durability takes none or immediate, not {v}").into()),
+                }
+            }
             _ => return Err(format!("unknown flag {f}").into()),
         }
     }
@@ -134,13 +143,14 @@ pub fn main(argv: &[String]) -> Res<()> {
             }
         }
         "put" | "batch" => {
-            let store = Store::open_with(&dir, config(Durability::Immediate))?;
+            let store = Store::open_with(&dir, config(durability))?;
             let d = store.dimension("default")?;
             let count = if count == 0 { 2000 } else { count };
             let mut next = n + 10_000_000;
             for _ in 0..repeat {
                 let mut lat = Vec::new();
                 let t = Instant::now();
+                let cpu = crate::process_cpu();
                 for _ in 0..count {
                     let s = Instant::now();
                     if phase == "put" {
@@ -157,9 +167,11 @@ pub fn main(argv: &[String]) -> Res<()> {
                     lat.push(s.elapsed());
                 }
                 let secs = t.elapsed().as_secs_f64();
+                let cpu = crate::process_cpu() - cpu;
                 println!(
-                    "{phase}: {:.0} commits/s, p50 {:?}, p99 {:?}, max {:?}, syncs {}",
+                    "{phase}: {:.0} commits/s, {:.1} CPU-µs per commit, p50 {:?}, p99 {:?}, max {:?}, syncs {}",
                     count as f64 / secs,
+                    cpu * 1e6 / count as f64,
                     percentile(&lat, 50.0),
                     percentile(&lat, 99.0),
                     percentile(&lat, 100.0),
