@@ -71,7 +71,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// One allocation for what the request needs to carry.
 	st := &requestState{
 		info: reqInfo{id: requestIDFor(r.Header.Get(requestIDHeader)), route: route},
-		rec:  responseRecorder{ResponseWriter: w, rc: http.NewResponseController(w), writeTimeout: g.cfg.WriteTimeout},
+		rec:  responseRecorder{ResponseWriter: w, rc: *http.NewResponseController(w), writeTimeout: g.cfg.WriteTimeout},
 	}
 	info, rec := st.info, &st.rec
 	r = r.WithContext(withReqInfo(r.Context(), &st.info))
@@ -82,7 +82,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	finished := false
 	defer func() {
 		rec.done()
-		g.observe(r, info, escaped, rec, time.Since(start), !finished)
+		end := time.Now()
+		g.observe(r, info, escaped, rec, end, end.Sub(start), !finished)
 	}()
 
 	switch kind {

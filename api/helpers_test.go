@@ -17,7 +17,7 @@ import (
 )
 
 // testConfig is the default configuration pointed at core, with timeouts short enough for tests.
-func testConfig(t *testing.T, core string) Config {
+func testConfig(t testing.TB, core string) Config {
 	t.Helper()
 	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
 	if err != nil {

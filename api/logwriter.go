@@ -96,6 +96,10 @@ type flushHandler struct {
 	slog.Handler
 	w     *logWriter
 	level slog.Level
+	// jsonLines: Handler is a slog.JSONHandler writing to w, with no options but the level and
+	// no attributes or groups added, so a line in its format may be written to w directly
+	// (the access log does, see observe).
+	jsonLines bool
 }
 
 func (h flushHandler) Handle(ctx context.Context, r slog.Record) error {

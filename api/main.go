@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // batches (see logWriter).
 func newLogger(w *logWriter, level slog.Level) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(flushHandler{Handler: h, w: w, level: slog.LevelWarn})
+	return slog.New(flushHandler{Handler: h, w: w, level: slog.LevelWarn, jsonLines: true})
 }
 
 // serve runs the gateway on ln until ctx ends, then drains: health turns 503, in-flight requests

@@ -85,12 +85,14 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 // copyBufferSize is what ReverseProxy allocates for itself when it has no pool.
 const copyBufferSize = 32 << 10
 
-// bufferPool lends ReverseProxy its copy buffers.
+// bufferPool lends ReverseProxy its copy buffers. It pools pointers to arrays, which a slice
+// converts back to without allocating: a pool of *[]byte would allocate the pointer on every
+// Put.
 type bufferPool struct{ pool sync.Pool }
 
 func (p *bufferPool) Get() []byte {
-	if b, ok := p.pool.Get().(*[]byte); ok {
-		return *b
+	if b, ok := p.pool.Get().(*[copyBufferSize]byte); ok {
+		return b[:]
 	}
 	return make([]byte, copyBufferSize)
 }
@@ -99,8 +101,7 @@ func (p *bufferPool) Put(b []byte) {
 	if cap(b) < copyBufferSize {
 		return
 	}
-	b = b[:copyBufferSize]
-	p.pool.Put(&b)
+	p.pool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
 }
 
 // copyBuffers is shared by every gateway in the process: buffers hold no request state.

@@ -45,22 +45,37 @@ func apiLabel(rest string) string {
 	if rest == "/snapshot" {
 		return labelSnapshot
 	}
-	seg := strings.SplitN(strings.TrimPrefix(rest, "/"), "/", 4)
+	seg, n := splitSegments(strings.TrimPrefix(rest, "/"))
 	if seg[0] != "dimensions" {
 		return labelAPIOther
 	}
 	switch {
-	case len(seg) == 1 || (len(seg) == 2 && seg[1] == ""):
+	case n == 1 || (n == 2 && seg[1] == ""):
 		return labelDimensions
-	case len(seg) == 2:
+	case n == 2:
 		return labelDimension
-	case len(seg) == 3 && seg[1] != "":
+	case n == 3 && seg[1] != "":
 		switch seg[2] {
 		case "scan", "batch", "compact":
 			return labelDimension + "/" + seg[2]
 		}
-	case len(seg) == 4 && seg[1] != "" && seg[2] == "keys":
+	case n == 4 && seg[1] != "" && seg[2] == "keys":
 		return labelKey
 	}
 	return labelAPIOther
+}
+
+// splitSegments is strings.SplitN(s, "/", 4) into an array, without allocating: the segments
+// and how many there are.
+func splitSegments(s string) (seg [4]string, n int) {
+	for n < 3 {
+		i := strings.IndexByte(s, '/')
+		if i < 0 {
+			break
+		}
+		seg[n], s = s[:i], s[i+1:]
+		n++
+	}
+	seg[n] = s
+	return seg, n + 1
 }

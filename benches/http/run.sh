@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # benches/http/run.sh (`make bench-http`): HTTP throughput of jessy-core and the jessy-api
-# gateway on loopback, next to a minimal axum handler, Redis and etcd, all in one run.
+# gateway on loopback, next to a minimal axum handler, a minimal Go net/http handler, Redis and
+# etcd, all in one run.
 #
 # It builds what it needs, starts every service on a free 127.0.0.1 port with a fresh data
 # directory under a temporary folder, preloads KEYS keys with 150-byte values, measures each
@@ -40,6 +41,7 @@ JESSY=${JESSY_BIN:-$ROOT/target/release/jessy}
 JESSY_API=${JESSY_API_BIN:-$ROOT/api/bin/jessy-api}
 NICE=${NICE:--10}
 BASELINE=$HERE/baseline/target/release/jessy-http-baseline
+BASELINE_GO=$HERE/baseline-go/bin/jessy-http-baseline-go
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "bench-http: $*"; exit 2; }
@@ -52,12 +54,13 @@ HAVE_REDIS=0; has redis-server && has redis-benchmark && HAVE_REDIS=1
 HAVE_ETCD=0; has etcd && HAVE_ETCD=1
 
 if [ "$SKIP_BUILD" != 1 ]; then
-  say "== building (release): jessy, jessy-api, the axum baseline"
+  say "== building (release): jessy, jessy-api, the axum and net/http baselines"
   (cd "$ROOT" && cargo build --release --locked -p jessy)
   (cd "$ROOT/api" && go build -o bin/jessy-api .)
   (cd "$HERE/baseline" && cargo build --release --locked)
+  (cd "$HERE/baseline-go" && go build -o bin/jessy-http-baseline-go .)
 fi
-for bin in "$JESSY" "$JESSY_API" "$BASELINE"; do [ -x "$bin" ] || die "$bin is missing; run without SKIP_BUILD=1"; done
+for bin in "$JESSY" "$JESSY_API" "$BASELINE" "$BASELINE_GO"; do [ -x "$bin" ] || die "$bin is missing; run without SKIP_BUILD=1"; done
 
 # Measure at a higher priority than the rest of the machine (the build above ran at the usual one).
 if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ] && [ -z "${BENCH_HTTP_NICED:-}" ]; then
@@ -80,9 +83,11 @@ wait_for() {
 wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 # ---- start everything ------------------------------------------------------------------------
-P_BASE=$(free_port); P_CORE=$(free_port); P_QUIET=$(free_port); P_API=$(free_port)
+P_BASE=$(free_port); P_BASE_GO=$(free_port); P_CORE=$(free_port); P_QUIET=$(free_port); P_API=$(free_port)
 say "== starting services in $TMP"
 "$BASELINE" "127.0.0.1:$P_BASE" >"$TMP/baseline.log" 2>&1 &
+PIDS+=($!)
+"$BASELINE_GO" "127.0.0.1:$P_BASE_GO" >"$TMP/baseline-go.log" 2>&1 &
 PIDS+=($!)
 MMAP_BASE_PATH=$TMP/jessy JESSY_ADDR=127.0.0.1:$P_CORE JESSY_DURABILITY=immediate RUST_LOG=$JESSY_LOG \
   "$JESSY" serve >"$TMP/jessy.log" 2>&1 &
@@ -94,6 +99,7 @@ JESSY_API_ADDR=127.0.0.1:$P_API JESSY_CORE_URL=http://127.0.0.1:$P_CORE \
   "$JESSY_API" >"$TMP/jessy-api.log" 2>&1 &
 PIDS+=($!)
 wait_for baseline curl -sf "http://127.0.0.1:$P_BASE/v1/dimensions/default/keys/x"
+wait_for baseline-go curl -sf "http://127.0.0.1:$P_BASE_GO/v1/dimensions/default/keys/x"
 wait_for jessy-core curl -sf "http://127.0.0.1:$P_CORE/health"
 wait_for jessy-core-quiet curl -sf "http://127.0.0.1:$P_QUIET/health"
 wait_for jessy-api curl -sf "http://127.0.0.1:$P_API/api/health"
@@ -180,6 +186,8 @@ CORE=http://127.0.0.1:$P_CORE
 bench() {
   local run=$1 d=${2:-$DURATION}
   wanted baseline-get && wrk_run baseline-get "$run" "http://127.0.0.1:$P_BASE" get /v1 "$d"
+  # The ceiling of any process built on net/http's server here, the gateway included.
+  wanted baseline-go-get && wrk_run baseline-go-get "$run" "http://127.0.0.1:$P_BASE_GO" get /v1 "$d"
   wanted core-get && wrk_run core-get "$run" "$CORE" get /v1 "$d"
   wanted core-get-warn && wrk_run core-get-warn "$run" "http://127.0.0.1:$P_QUIET" get /v1 "$d"
   wanted gateway-get && wrk_run gateway-get "$run" "http://127.0.0.1:$P_API" get /api/v1 "$d"

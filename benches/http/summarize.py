@@ -15,6 +15,7 @@ from collections import defaultdict
 
 WHAT = {
     "baseline-get": "minimal axum handler (150-byte body from memory)",
+    "baseline-go-get": "minimal Go `net/http` handler (150-byte body from memory; the ceiling of any `net/http` server here)",
     "core-get": "jessy-core GET, random existing key (default `RUST_LOG=info`: a JSON access-log line per request)",
     "core-get-warn": "the same with `RUST_LOG=warn` (no access log)",
     "gateway-get": "jessy-api -> jessy-core GET, random existing key",
@@ -120,6 +121,10 @@ def main():
         p(f"| issue 5: `core-scan100` >= 20,000 req/s | {fmt_rps(m)} ({fmt_rps(min(v))} - {fmt_rps(max(v))}) | "
           f"{'yes' if m >= 20000 else 'NO'} |")
     ratio_line("issue 6: `gateway-get` / `core-get`", "gateway-get", "core-get", 0.60)
+    v = per_round("baseline-go-get", "core-get")
+    if v:
+        p(f"| issue 6, for scale: `baseline-go-get` / `core-get` (reported) | {statistics.median(v):.0%} "
+          f"({min(v):.0%} - {max(v):.0%}) | - |")
     added = per_round("gateway-get", "core-get", "p99_ms", lambda x, y: x - y)
     added50 = per_round("gateway-get", "core-get", "p50_ms", lambda x, y: x - y)
     if added:

@@ -1,0 +1,3 @@
+module jessy/benches/http/baseline-go
+
+go 1.26
