@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::dimension::{write_key_index, IndexKey};
+use crate::dimension::write_key_index;
 use crate::io::{Io, IoFile};
-use crate::keyindex::{self, KeyItem};
+use crate::keyindex::{Recorder, Recording};
 use crate::layout::DimPaths;
 use crate::manifest::LayerEntry;
 use crate::record::{entry_len, FileHeader, FileKind, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
@@ -23,19 +23,9 @@ struct OpenFile {
     file: Arc<dyn IoFile>,
     /// Where the next frame starts.
     offset: u64,
-    /// Every entry pushed into this file, for its key index: recorded while writing, so
-    /// finishing the file needs no second pass over it (that pass, hashing every key, was
-    /// a sixth of a bulk load).
-    items: Vec<Item>,
-}
-
-/// An entry written: what its key index item needs.
-struct Item {
-    key: IndexKey,
-    kind: Kind,
-    value_len: u32,
-    offset: u32,
-    seq: u64,
+    /// Every entry pushed into this file, for its key index (a second pass over the file,
+    /// hashing every key, was a sixth of a bulk load).
+    keys: Recorder,
 }
 
 /// A finished layer: its manifest entry and where its two files are now.
@@ -91,8 +81,7 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         let current =
             self.current.as_mut().ok_or_else(|| Error::corruption(&self.dir, 0, "layer builder lost its file"))?;
         let offset = (current.offset + in_frame as u64) as u32;
-        let (key, value_len) = (IndexKey::from_slice(key), value.len() as u32);
-        current.items.push(Item { key, kind, value_len, offset, seq });
+        current.keys.push(kind, key, value.len() as u32, offset, seq);
         Ok((current.layer_id, offset))
     }
 
@@ -110,7 +99,8 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         let file = self.io.open(&path, true).map_err(Error::io("create", &path))?;
         let header = FileHeader { kind: FileKind::Log, dimension_id: self.dimension_id, layer_id }.encode();
         file.write_all_at(&header, 0).map_err(Error::io("write", &path))?;
-        self.current = Some(OpenFile { layer_id, path, file, offset: FILE_HEADER_LEN as u64, items: Vec::new() });
+        self.current =
+            Some(OpenFile { layer_id, path, file, offset: FILE_HEADER_LEN as u64, keys: Recorder::default() });
         Ok(())
     }
 
@@ -128,26 +118,12 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
     }
 
     fn finish_file(&mut self) -> Result<()> {
-        let Some(mut current) = self.current.take() else { return Ok(()) };
+        let Some(current) = self.current.take() else { return Ok(()) };
         current.file.sync_data().map_err(Error::io("fdatasync", &current.path))?;
         let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
-        let records = current.items.len() as u64;
-        let min_seq = current.items.iter().map(|i| i.seq).min().unwrap_or(0);
-        let max_seq = current.items.iter().map(|i| i.seq).max().unwrap_or(0);
-        // A key's newest entry in the file is its last one: a stable sort by key keeps the
-        // entries of one key in the order they were written.
-        let items = &mut current.items;
-        items.sort_by(|a, b| a.key.cmp(&b.key));
-        let newest = items.iter().enumerate().filter(|(i, it)| items.get(i + 1).is_none_or(|next| next.key != it.key));
-        let index_items = newest.map(|(_, it)| KeyItem {
-            kind: it.kind,
-            key: &it.key,
-            value_len: it.value_len,
-            offset: it.offset,
-            seq: it.seq,
-        });
-        let bytes = keyindex::encode(self.dimension_id, current.layer_id, current.offset as u32, index_items);
-        write_key_index(&*self.io, &keys, &bytes)?;
+        let recording = current.keys.encode(self.dimension_id, current.layer_id, current.offset as u32);
+        write_key_index(&*self.io, &keys, &recording.bytes)?;
+        let Recording { records, min_seq, max_seq, .. } = recording;
         let entry = LayerEntry {
             layer_id: current.layer_id,
             file: DimPaths::layer_rel(current.layer_id),

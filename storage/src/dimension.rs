@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::batch::Op;
-use crate::keyindex::{self, KeyIndex, KeyItem};
+use crate::keyindex::{self, KeyIndex, KeyItem, Recorder};
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::{LayerEntry, Manifest};
 use crate::ordered::Ordered;
@@ -146,6 +146,8 @@ pub(crate) struct Writer {
     /// Callbacks of [`Ticket::on_durable`](crate::Ticket::on_durable), waiting for their
     /// sequence number to become durable (Immediate only).
     callbacks: Vec<(u64, crate::ticket::Callback)>,
+    /// Every entry written to the region, for the key index it gets when sealed.
+    keys: Recorder,
     pub manifest: Manifest,
     pub next_layer_id: u32,
 }
@@ -530,6 +532,9 @@ impl DimInner {
         w.offset += frame.len() as u64;
         w.next_seq += 1;
         w.written_seq = seq;
+        for ((kind, key, value), off) in ops.iter().zip(&offsets) {
+            w.keys.push(*kind, key, value.len() as u32, (at + *off as u64) as u32, seq);
+        }
         let layer = w.region.layer_id;
         let updates: Vec<Update> = ops
             .iter()
@@ -744,8 +749,19 @@ impl DimInner {
         let old = w.region.clone();
         let id = old.layer_id;
         let data_end = w.offset as usize;
-        let map = old.map();
-        let entry = build_key_index(io, &self.paths.keys(id), self.id, id, &map[..data_end], &old.path())?;
+        let recording = std::mem::take(&mut w.keys).encode(self.id, id, data_end as u32);
+        write_key_index(io, &self.paths.keys(id), &recording.bytes)?;
+        let entry = LayerEntry {
+            layer_id: id,
+            file: DimPaths::layer_rel(id),
+            keys_file: DimPaths::keys_rel(id),
+            offset: FILE_HEADER_LEN as u64,
+            size: (data_end - FILE_HEADER_LEN) as u64,
+            records: recording.records,
+            live_bytes: 0,
+            min_seq: recording.min_seq,
+            max_seq: recording.max_seq,
+        };
         let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
 
         let layer_path = self.paths.layer(id);
@@ -961,9 +977,11 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     // The active region: replay its frames; the first invalid one starts a torn tail.
     let map = region.map();
     let layer = region.layer_id;
+    let mut keys = Recorder::default();
     let scan = scan_frames(&map, map.len(), |_, h, entries| {
         max_seq = max_seq.max(h.seq);
         for (off, e) in entries {
+            keys.push(e.kind, e.key, e.value.len() as u32, *off as u32, h.seq);
             let loc = (e.kind == Kind::Put).then(|| Loc {
                 layer,
                 off: *off as u32,
@@ -1011,6 +1029,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             syncing: false,
             pending: Vec::new(),
             callbacks: Vec::new(),
+            keys,
             manifest,
             next_layer_id,
         }),
