@@ -9,12 +9,20 @@
 //! neighbouring keys of the base are neighbours in memory, which a B-tree's are only within
 //! a node.
 //!
+//! On a large base the merge runs on a thread of its own (at a million keys it takes 70 to
+//! 90 ms, which held every writer and scan when it ran in the writer's critical section):
+//! the full delta is frozen, a fresh delta takes the new writes, and scans read all three
+//! until the next write installs the new base.
+//!
 //! The point index (`points.rs`) holds the same keys hashed; both change together under the
 //! dimension's state lock.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::dimension::{IndexKey, Loc};
 
@@ -24,32 +32,69 @@ use crate::dimension::{IndexKey, Loc};
 const DELTA_MIN: usize = 4096;
 const DELTA_MAX: usize = 1 << 17;
 
+/// Bases this large are merged on a thread of their own; smaller ones take a few
+/// milliseconds at most, and merging them in place keeps small stores simple.
+const BACKGROUND_MIN: usize = 1 << 16;
+
 /// Every `FENCE`th key of the base is copied into `fences`. A search looks there first, in
 /// an array small enough to stay in the cache (1.3 MB for a million keys), then in one
 /// block of `FENCE` entries (2 KiB): a handful of cache misses instead of one per step of
 /// a binary search over the whole base.
 const FENCE: usize = 32;
 
+/// Changes to the base, in key order; `None` deletes the key.
+type Delta = BTreeMap<IndexKey, Option<Loc>>;
+
 #[derive(Default)]
 pub(crate) struct Ordered {
-    /// Sorted by key, each key once.
-    base: Vec<(IndexKey, Loc)>,
-    /// `base[0].0`, `base[FENCE].0`, `base[2 * FENCE].0`, ...
-    fences: Vec<IndexKey>,
-    /// Changes since `base` was built; they win over it.
-    delta: BTreeMap<IndexKey, Option<Loc>>,
+    base: Arc<Base>,
+    /// A full delta being merged into `base` on its own thread.
+    merging: Option<Merging>,
+    /// Changes since `base` (and `merging`) were frozen; they win over both.
+    delta: Delta,
 }
 
-impl Ordered {
-    /// An index of `sorted`, which must be sorted by key with each key once.
-    pub fn from_sorted(sorted: Vec<(IndexKey, Loc)>) -> Ordered {
-        debug_assert!(sorted.windows(2).all(|w| w[0].0 < w[1].0));
-        let fences = sorted.iter().step_by(FENCE).map(|e| e.0.clone()).collect();
-        Ordered { base: sorted, fences, delta: BTreeMap::new() }
+#[derive(Default)]
+struct Base {
+    /// Sorted by key, each key once.
+    entries: Vec<(IndexKey, Loc)>,
+    /// `entries[0].0`, `entries[FENCE].0`, `entries[2 * FENCE].0`, ...
+    fences: Vec<IndexKey>,
+}
+
+struct Merging {
+    frozen: Arc<Delta>,
+    /// Where the merging thread leaves the new base.
+    done: Arc<Mutex<Option<Base>>>,
+}
+
+impl Base {
+    fn new(entries: Vec<(IndexKey, Loc)>) -> Base {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        let fences = entries.iter().step_by(FENCE).map(|e| e.0.clone()).collect();
+        Base { entries, fences }
     }
 
-    /// The number of base entries whose key satisfies `before`, which must hold for a
-    /// prefix of the keys (like `slice::partition_point`).
+    /// A new base: this one with `delta` applied.
+    fn merged(&self, delta: &Delta) -> Base {
+        let mut out = Vec::with_capacity(self.entries.len() + delta.len());
+        let mut old = self.entries.iter().peekable();
+        for (key, loc) in delta {
+            while let Some(e) = old.next_if(|e| e.0 < *key) {
+                out.push(e.clone());
+            }
+            // The delta's entry replaces the base's, or deletes it.
+            old.next_if(|e| e.0 == *key);
+            if let Some(loc) = loc {
+                out.push((key.clone(), *loc));
+            }
+        }
+        out.extend(old.cloned());
+        Base::new(out)
+    }
+
+    /// The number of entries whose key satisfies `before`, which must hold for a prefix
+    /// of the keys (like `slice::partition_point`).
     fn partition_point(&self, before: impl Fn(&[u8]) -> bool) -> usize {
         let blocks = self.fences.partition_point(|k| before(k));
         if blocks == 0 {
@@ -57,35 +102,76 @@ impl Ordered {
         }
         // Block `blocks - 1` starts with a key before the point; the next one does not.
         let start = (blocks - 1) * FENCE;
-        let end = (start + FENCE).min(self.base.len());
-        start + self.base[start..end].partition_point(|e| before(&e.0))
+        let end = (start + FENCE).min(self.entries.len());
+        start + self.entries[start..end].partition_point(|e| before(&e.0))
+    }
+
+    /// The entries between `lo` and `hi`.
+    fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> &[(IndexKey, Loc)] {
+        let start = match lo {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => self.partition_point(|e| e < k),
+            Bound::Excluded(k) => self.partition_point(|e| e <= k),
+        };
+        let end = match hi {
+            Bound::Unbounded => self.entries.len(),
+            Bound::Included(k) => self.partition_point(|e| e <= k),
+            Bound::Excluded(k) => self.partition_point(|e| e < k),
+        };
+        &self.entries[start..end.max(start)]
+    }
+}
+
+impl Ordered {
+    /// An index of `sorted`, which must be sorted by key with each key once.
+    pub fn from_sorted(sorted: Vec<(IndexKey, Loc)>) -> Ordered {
+        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Delta::new() }
     }
 
     /// Records that `key` now has the value at `loc`, or none.
     pub fn set(&mut self, key: IndexKey, loc: Option<Loc>) {
         self.delta.insert(key, loc);
-        if self.delta.len() >= (self.base.len() / 8).clamp(DELTA_MIN, DELTA_MAX) {
-            self.merge();
+        self.install_merged();
+        let limit = (self.base.entries.len() / 8).clamp(DELTA_MIN, DELTA_MAX);
+        if self.merging.is_none() && self.delta.len() >= limit {
+            self.start_merge();
         }
     }
 
-    /// Folds the delta into a new base.
-    fn merge(&mut self) {
-        let delta = std::mem::take(&mut self.delta);
-        let mut out = Vec::with_capacity(self.base.len() + delta.len());
-        let mut old = std::mem::take(&mut self.base).into_iter().peekable();
-        for (key, loc) in delta {
-            while let Some(e) = old.next_if(|e| e.0 < key) {
-                out.push(e);
-            }
-            // The delta's entry replaces the base's, or deletes it.
-            old.next_if(|e| e.0 == key);
-            if let Some(loc) = loc {
-                out.push((key, loc));
+    /// Takes the base a merging thread has finished, if it has.
+    fn install_merged(&mut self) {
+        let Some(merging) = &self.merging else { return };
+        let Some(base) = merging.done.lock().take() else { return };
+        self.base = Arc::new(base);
+        self.merging = None;
+    }
+
+    /// Freezes the delta and merges it into a new base: in place for a small base, on a
+    /// thread of its own for a large one (or in place if no thread can be started).
+    fn start_merge(&mut self) {
+        let frozen = Arc::new(std::mem::take(&mut self.delta));
+        if self.base.entries.len() >= BACKGROUND_MIN {
+            let done = Arc::new(Mutex::new(None));
+            let (base, delta, slot) = (self.base.clone(), frozen.clone(), done.clone());
+            let thread = std::thread::Builder::new().name("jessy-index-merge".into());
+            if thread.spawn(move || *slot.lock() = Some(base.merged(&delta))).is_ok() {
+                self.merging = Some(Merging { frozen, done });
+                return;
             }
         }
-        out.extend(old);
-        *self = Ordered::from_sorted(out);
+        self.base = Arc::new(self.base.merged(&frozen));
+    }
+
+    /// Folds every change into the base now (tests). A merge in progress is finished here
+    /// if its thread has not finished it: both give the same base.
+    #[cfg(test)]
+    fn merge(&mut self) {
+        if let Some(m) = self.merging.take() {
+            let done = m.done.lock().take();
+            self.base = Arc::new(done.unwrap_or_else(|| self.base.merged(&m.frozen)));
+        }
+        let delta = std::mem::take(&mut self.delta);
+        self.base = Arc::new(self.base.merged(&delta));
     }
 
     /// Calls `f` with up to `n` entries between `lo` and `hi`, in key order, or in reverse
@@ -94,23 +180,15 @@ impl Ordered {
         if bounds_are_empty(lo, hi) || n == 0 {
             return;
         }
-        let start = match lo {
-            Bound::Unbounded => 0,
-            Bound::Included(k) => self.partition_point(|e| e < k),
-            Bound::Excluded(k) => self.partition_point(|e| e <= k),
-        };
-        let end = match hi {
-            Bound::Unbounded => self.base.len(),
-            Bound::Included(k) => self.partition_point(|e| e <= k),
-            Bound::Excluded(k) => self.partition_point(|e| e < k),
-        };
-        let base = &self.base[start..end.max(start)];
+        let base = self.base.range(lo, hi).iter().map(|(k, l)| (k, l));
         let delta = self.delta.range::<[u8], _>((lo, hi));
-        let base = base.iter().map(|(k, l)| (k, l));
+        let frozen = self.merging.as_ref().map(|m| m.frozen.range::<[u8], _>((lo, hi))).into_iter().flatten();
         if rev {
-            merge(base.rev(), delta.rev(), Ordering::Greater, n, f);
+            let first = Ordering::Greater;
+            merge(base.rev(), overlay(delta.rev(), frozen.rev(), first), first, n, f);
         } else {
-            merge(base, delta, Ordering::Less, n, f);
+            let first = Ordering::Less;
+            merge(base, overlay(delta, frozen, first), first, n, f);
         }
     }
 
@@ -120,9 +198,31 @@ impl Ordered {
     }
 }
 
-/// Walks `base` and `delta`, both in the scan's order (`first` is the ordering of a key
-/// that comes before another), handing out up to `n` live entries; a key in both is the
-/// delta's.
+/// Two deltas as one, both in the scan's order (`first` is the ordering of a key that
+/// comes before another); a key in both is `newer`'s.
+fn overlay<'a>(
+    newer: impl Iterator<Item = (&'a IndexKey, &'a Option<Loc>)>,
+    older: impl Iterator<Item = (&'a IndexKey, &'a Option<Loc>)>,
+    first: Ordering,
+) -> impl Iterator<Item = (&'a IndexKey, &'a Option<Loc>)> {
+    let (mut newer, mut older) = (newer.peekable(), older.peekable());
+    std::iter::from_fn(move || match (newer.peek(), older.peek()) {
+        (None, None) => None,
+        (Some(_), None) => newer.next(),
+        (None, Some(_)) => older.next(),
+        (Some(n), Some(o)) => match n.0.cmp(o.0) {
+            Ordering::Equal => {
+                older.next();
+                newer.next()
+            }
+            order if order == first => newer.next(),
+            _ => older.next(),
+        },
+    })
+}
+
+/// Walks `base` and `delta`, both in the scan's order, handing out up to `n` live
+/// entries; a key in both is the delta's.
 fn merge<'a>(
     base: impl Iterator<Item = (&'a IndexKey, &'a Loc)>,
     delta: impl Iterator<Item = (&'a IndexKey, &'a Option<Loc>)>,
@@ -194,24 +294,37 @@ mod tests {
     }
 
     proptest! {
-        /// Any sequence of sets, with merges at any point, scans like a `BTreeMap`, in both
-        /// directions and with any bounds and limit.
+        /// Any sequence of sets, with merges (in place, or frozen and finished as on the
+        /// merging thread) at any point, scans like a `BTreeMap`, in both directions and
+        /// with any bounds and limit.
         #[test]
         fn scans_like_a_btreemap(
             start in proptest::collection::btree_map(any::<u8>(), any::<u32>(), 0..200),
-            ops in proptest::collection::vec((any::<u8>(), proptest::option::of(any::<u32>()), any::<bool>()), 0..200),
+            ops in proptest::collection::vec((any::<u8>(), proptest::option::of(any::<u32>()), 0u8..8), 0..200),
             scans in proptest::collection::vec((any::<u8>(), 0u8..3, any::<u8>(), 0u8..3, any::<bool>(), 0usize..300), 1..20),
         ) {
             let mut model: BTreeMap<u8, u32> = start.clone();
             let mut ordered = Ordered::from_sorted(start.iter().map(|(k, v)| (key(*k), loc(*v))).collect());
-            for (k, v, merge_now) in ops {
+            for (k, v, step) in ops {
                 match v {
                     Some(v) => { model.insert(k, v); }
                     None => { model.remove(&k); }
                 }
                 ordered.set(key(k), v.map(loc));
-                if merge_now {
-                    ordered.merge();
+                match step {
+                    0 => ordered.merge(),
+                    // What the merging thread does, at any point between writes: freeze
+                    // the delta, then (any number of writes later) leave the new base.
+                    1 if ordered.merging.is_none() => {
+                        let frozen = Arc::new(std::mem::take(&mut ordered.delta));
+                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)) });
+                    }
+                    2 => {
+                        if let Some(m) = &ordered.merging {
+                            *m.done.lock() = Some(ordered.base.merged(&m.frozen));
+                        }
+                    }
+                    _ => {}
                 }
             }
             for (a, ak, b, bk, rev, n) in scans {
@@ -237,8 +350,61 @@ mod tests {
         let o = Ordered::from_sorted(keys.iter().map(|&i| (IndexKey::from_slice(&i.to_be_bytes()), loc(i))).collect());
         for probe in 0..2002u32 {
             let want = keys.partition_point(|&k| k < probe);
-            assert_eq!(o.partition_point(|k| k < &probe.to_be_bytes()[..]), want, "probe {probe}");
+            assert_eq!(o.base.partition_point(|k| k < &probe.to_be_bytes()[..]), want, "probe {probe}");
         }
+    }
+
+    fn big_key(i: u32) -> IndexKey {
+        IndexKey::from_slice(&i.to_be_bytes())
+    }
+
+    /// Scans of a large index match the model before, during and after a merge on the
+    /// merging thread, whenever that thread happens to finish.
+    #[test]
+    fn scans_are_exact_while_a_large_base_merges_in_the_background() {
+        let n = BACKGROUND_MIN as u32 + 4000;
+        let mut model: BTreeMap<u32, u32> = (0..n).map(|i| (i * 2, i)).collect();
+        let mut o = Ordered::from_sorted(model.iter().map(|(k, v)| (big_key(*k), loc(*v))).collect());
+        let check = |o: &Ordered, model: &BTreeMap<u32, u32>, at: u32| {
+            let mut got = Vec::new();
+            o.scan(Bound::Included(&at.to_be_bytes()), Bound::Unbounded, false, 40, |k, l| {
+                got.push((u32::from_be_bytes(k[..4].try_into().unwrap()), l.off))
+            });
+            let want: Vec<(u32, u32)> = model.range(at..).take(40).map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(got, want, "forward from {at}");
+            let mut got = Vec::new();
+            o.scan(Bound::Unbounded, Bound::Excluded(&at.to_be_bytes()), true, 40, |k, l| {
+                got.push((u32::from_be_bytes(k[..4].try_into().unwrap()), l.off))
+            });
+            let want: Vec<(u32, u32)> = model.range(..at).rev().take(40).map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(got, want, "backward from {at}");
+        };
+        let mut x: u32 = 12345;
+        let mut started = false;
+        for i in 0..40_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let k = x % (2 * n + 100);
+            if x.is_multiple_of(7) {
+                model.remove(&k);
+                o.set(big_key(k), None);
+            } else {
+                model.insert(k, i);
+                o.set(big_key(k), Some(loc(i)));
+            }
+            started |= o.merging.is_some();
+            if i.is_multiple_of(997) {
+                check(&o, &model, x % (2 * n));
+            }
+        }
+        assert!(started, "no merge ran on the merging thread");
+        o.merge();
+        assert!(o.merging.is_none() && o.delta.is_empty());
+        for at in [0, 1, n, 2 * n - 1, 2 * n + 99] {
+            check(&o, &model, at);
+        }
+        let mut count = 0;
+        o.for_each(|_, _| count += 1);
+        assert_eq!(count, model.len());
     }
 
     #[test]
@@ -247,7 +413,7 @@ mod tests {
         for i in 0..DELTA_MIN as u32 + 10 {
             o.set(IndexKey::from_slice(&i.to_be_bytes()), Some(loc(i)));
         }
-        assert_eq!(o.base.len(), DELTA_MIN);
+        assert_eq!(o.base.entries.len(), DELTA_MIN);
         assert_eq!(o.delta.len(), 10);
         let mut n = 0;
         o.for_each(|_, _| n += 1);
