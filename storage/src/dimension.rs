@@ -31,6 +31,9 @@ use crate::{Durability, Error, Expect, Iter, Result, Ticket, Value, Version, Wri
 /// rewrite per million writes, and versions jump by up to this much across a reopen.
 const SEQ_BLOCK: u64 = 1 << 20;
 
+/// How long a write that must not block waits for the writer lock before declining.
+const SHORT_WAIT: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// Whether a write may wait for the writer lock, for growing the region or for a seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Blocking {
@@ -310,9 +313,9 @@ impl Dimension {
         Ok(Ticket { dim: self.inner.clone(), seq })
     }
 
-    /// [`submit_put`](Self::submit_put) that never waits: `Ok(None)`, having written
-    /// nothing, when it would have to (another writer holds the writer lock, or the active
-    /// region must grow or be sealed first). For async servers: try this on the event loop
+    /// [`submit_put`](Self::submit_put) that never waits long: `Ok(None)`, having written
+    /// nothing, when it would have to (another writer has held the writer lock for 50 µs,
+    /// or the active region must grow or be sealed first). For async servers: try this on the event loop
     /// and fall back to `submit_put` on a thread that may block.
     pub fn try_submit_put(
         &self,
@@ -493,7 +496,9 @@ impl DimInner {
 
         let mut w = match blocking {
             Blocking::Allowed => self.writer.lock(),
-            Blocking::Never => match self.writer.try_lock() {
+            // Another append holds the lock for a few microseconds (one `pwrite`): worth
+            // waiting for. A seal or a growing region holds it for milliseconds: decline.
+            Blocking::Never => match self.writer.try_lock_for(SHORT_WAIT) {
                 Some(w) => w,
                 None => return Ok(None),
             },
