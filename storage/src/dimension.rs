@@ -1321,6 +1321,14 @@ impl DimInner {
     }
 
     /// Periodic durability: sync if anything was written since the last sync.
+    /// Installs the ordered index's new base if its merging thread has finished (see
+    /// ordered.rs); the store's background thread calls this every tick.
+    pub fn install_finished_merge(&self) {
+        if self.state.read().ordered.merge_finished() {
+            self.state.write().ordered.install_merged();
+        }
+    }
+
     pub fn sync_if_dirty(&self) {
         let mut w = self.writer.lock();
         if w.written_seq > w.synced_seq && !self.shared.is_read_only() {

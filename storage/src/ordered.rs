@@ -66,6 +66,7 @@ struct Merging {
     frozen: Arc<Delta>,
     /// Where the merging thread leaves the new base.
     done: Arc<Mutex<Option<Base>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Base {
@@ -138,12 +139,30 @@ impl Ordered {
         }
     }
 
-    /// Takes the base a merging thread has finished, if it has.
-    fn install_merged(&mut self) {
-        let Some(merging) = &self.merging else { return };
-        let Some(base) = merging.done.lock().take() else { return };
-        self.base = Arc::new(base);
-        self.merging = None;
+    /// Whether a merging thread has finished (so `install_merged` has work to do).
+    pub fn merge_finished(&self) -> bool {
+        self.merging
+            .as_ref()
+            .is_some_and(|m| m.done.lock().is_some() || m.thread.as_ref().is_some_and(|t| t.is_finished()))
+    }
+
+    /// Takes the base a merging thread has finished, if it has. Called on every write, and
+    /// by the store's background thread, so that a store that stops writing does not keep
+    /// the old base and the frozen delta beside the new base.
+    pub fn install_merged(&mut self) {
+        if !self.merge_finished() {
+            return;
+        }
+        let Some(merging) = self.merging.take() else { return };
+        let finished = merging.done.lock().take();
+        // A thread that ended without leaving a base panicked: merge here instead.
+        let base = finished.unwrap_or_else(|| self.base.merged(&merging.frozen));
+        // The old base can be large: free it on the merging thread's time, not the writer's.
+        let old = std::mem::replace(&mut self.base, Arc::new(base));
+        if let Some(thread) = merging.thread {
+            let _ = thread.join();
+        }
+        let _ = std::thread::Builder::new().name("jessy-index-free".into()).spawn(move || drop(old));
     }
 
     /// Freezes the delta and merges it into a new base: in place for a small base, on a
@@ -154,8 +173,8 @@ impl Ordered {
             let done = Arc::new(Mutex::new(None));
             let (base, delta, slot) = (self.base.clone(), frozen.clone(), done.clone());
             let thread = std::thread::Builder::new().name("jessy-index-merge".into());
-            if thread.spawn(move || *slot.lock() = Some(base.merged(&delta))).is_ok() {
-                self.merging = Some(Merging { frozen, done });
+            if let Ok(thread) = thread.spawn(move || *slot.lock() = Some(base.merged(&delta))) {
+                self.merging = Some(Merging { frozen, done, thread: Some(thread) });
                 return;
             }
         }
@@ -317,7 +336,7 @@ mod tests {
                     // the delta, then (any number of writes later) leave the new base.
                     1 if ordered.merging.is_none() => {
                         let frozen = Arc::new(std::mem::take(&mut ordered.delta));
-                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)) });
+                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: None });
                     }
                     2 => {
                         if let Some(m) = &ordered.merging {
@@ -405,6 +424,27 @@ mod tests {
         let mut count = 0;
         o.for_each(|_, _| count += 1);
         assert_eq!(count, model.len());
+    }
+
+    /// A merging thread that ends without leaving a base (it panicked) does not leave the
+    /// index stuck: the next write merges in its place.
+    #[test]
+    fn a_merging_thread_that_died_is_replaced_by_a_merge_in_place() {
+        let mut o = Ordered::from_sorted((0..10u32).map(|i| (big_key(i), loc(i))).collect());
+        o.set(big_key(20), Some(loc(20)));
+        let frozen = Arc::new(std::mem::take(&mut o.delta));
+        let thread = std::thread::spawn(|| {});
+        while !thread.is_finished() {
+            std::thread::yield_now();
+        }
+        o.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: Some(thread) });
+        assert!(o.merge_finished());
+        o.set(big_key(30), Some(loc(30)));
+        assert!(o.merging.is_none());
+        assert_eq!(o.base.entries.len(), 11);
+        let mut keys = Vec::new();
+        o.for_each(|k, _| keys.push(u32::from_be_bytes(k[..4].try_into().unwrap())));
+        assert_eq!(keys, (0..10).chain([20, 30]).collect::<Vec<_>>());
     }
 
     #[test]

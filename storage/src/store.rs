@@ -370,7 +370,8 @@ impl Store {
     }
 
     /// One background thread: under `Durability::Periodic` it syncs dirty dimensions at
-    /// the interval; with background compaction on, it compacts about once a second.
+    /// the interval; with background compaction on, it compacts about once a second. On
+    /// each tick it also installs ordered-index merges that finished (ordered.rs).
     fn start_background(&self) {
         let config = &self.inner.shared.config;
         let periodic = match config.durability {
@@ -399,6 +400,9 @@ impl Store {
             let Some(inner) = weak.upgrade() else { return };
             let dims: Vec<Dimension> = inner.dims.read().values().cloned().collect();
             drop(inner);
+            for d in &dims {
+                d.inner.install_finished_merge();
+            }
             if periodic.is_some() {
                 for d in &dims {
                     d.inner.sync_if_dirty();
