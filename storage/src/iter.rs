@@ -9,7 +9,7 @@
 //! a short range over a big store otherwise spends more time cloning `Arc`s and taking the
 //! map lock than reading values.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -51,11 +51,15 @@ pub struct Iter {
 }
 
 /// The layers the copied entries point into, each added on first use. A short scan
-/// touches a handful, so a list searched from the front beats a hash map it must build.
+/// touches a handful, so a list searched from the front beats a hash map it must build;
+/// past `LINEAR_MAX` layers (a long scan over many) a map of slots is kept too.
 #[derive(Default)]
 struct Layers {
     list: Vec<Layer>,
+    slots: HashMap<u32, usize, foldhash::fast::FixedState>,
 }
+
+const LINEAR_MAX: usize = 8;
 
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +151,12 @@ impl Layers {
     /// active region grows and is mapped again; a map too short for `loc` is refreshed.
     fn slot(&mut self, state: &State, loc: &Loc) -> Result<usize> {
         let end = loc.off as usize + loc.size as usize;
-        if let Some(i) = self.list.iter().position(|l| l.id == loc.layer) {
+        let found = if self.list.len() <= LINEAR_MAX {
+            self.list.iter().position(|l| l.id == loc.layer)
+        } else {
+            self.slots.get(&loc.layer).copied()
+        };
+        if let Some(i) = found {
             let layer = &mut self.list[i];
             if layer.map.len() < end {
                 layer.map = layer.seg.map();
@@ -157,6 +166,13 @@ impl Layers {
         let seg = state.segment(loc.layer)?.clone();
         let map = seg.map();
         self.list.push(Layer { id: loc.layer, seg, map });
+        if self.list.len() > LINEAR_MAX {
+            if self.slots.is_empty() {
+                self.slots.extend(self.list.iter().enumerate().map(|(i, l)| (l.id, i)));
+            } else {
+                self.slots.insert(loc.layer, self.list.len() - 1);
+            }
+        }
         Ok(self.list.len() - 1)
     }
 }

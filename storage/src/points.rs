@@ -6,8 +6,9 @@
 //! on every call (two threads did 1.4x the gets of one, against 2x for LMDB). Each shard
 //! also keeps its own copy of the layer → memory-map table, so a get touches one lock only.
 //!
-//! Writers change it under the state lock (the ordered index, ordered.rs, changes in the same critical
-//! section), shard by shard; a get sees each key's old or new location, never a mix.
+//! Writers change it under the state lock (the ordered index, ordered.rs, changes in the
+//! same critical section), shard by shard; a get sees each key's old or new location, never
+//! a mix.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
