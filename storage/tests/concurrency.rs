@@ -97,3 +97,70 @@ fn readers_never_see_partial_or_lost_values_immediate() {
 fn readers_never_see_partial_or_lost_values_none() {
     run(Durability::None);
 }
+
+/// A store big enough for the ordered index to merge its changes on a thread of its own
+/// (65,536 keys or more): a scanner walks the whole dimension again and again while a writer
+/// overwrites and deletes, and every walk must be in strictly increasing key order with
+/// whole values; at the end the scan equals the writer's model.
+#[test]
+fn scans_stay_ordered_while_the_index_merges_in_the_background() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), jessy_storage::Config::default().durability(Durability::None));
+    let d = store.dimension("default").unwrap();
+    const KEYS: u64 = 80_000;
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut batch = WriteBatch::new();
+    for k in 0..KEYS {
+        let key = format!("k{k:06}");
+        batch.push_put(&key, payload(k, 0));
+        model.insert(key, payload(k, 0));
+    }
+    d.write(batch).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let walks = Arc::new(AtomicU64::new(0));
+    let scanner = {
+        let (d, stop, walks) = (d.clone(), stop.clone(), walks.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) || walks.load(Ordering::SeqCst) == 0 {
+                let mut last: Option<Vec<u8>> = None;
+                for kv in d.range("k0".as_bytes()..) {
+                    let (k, v) = kv.unwrap();
+                    if let Some(prev) = &last {
+                        assert!(prev < &k, "scan went back from {prev:?} to {k:?}");
+                    }
+                    let n: u64 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+                    check(n, &v);
+                    last = Some(k);
+                }
+                walks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // Enough changes to fill the delta (an eighth of the keys) several times.
+    for round in 1..=4u64 {
+        let mut batch = WriteBatch::new();
+        for i in 0..KEYS / 4 {
+            let k = (i * 7_919 + round * 13) % KEYS;
+            let key = format!("k{k:06}");
+            if (i + round).is_multiple_of(9) {
+                batch.push_delete(&key);
+                model.remove(&key);
+            } else {
+                batch.push_put(&key, payload(k, round));
+                model.insert(key, payload(k, round));
+            }
+            if batch.len() == 1000 {
+                d.write(std::mem::take(&mut batch)).unwrap();
+            }
+        }
+        d.write(batch).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    scanner.join().unwrap();
+    assert!(walks.load(Ordering::SeqCst) > 0);
+    let got: Vec<(Vec<u8>, Vec<u8>)> = d.iter().map(|kv| kv.unwrap()).map(|(k, v)| (k, v.to_vec())).collect();
+    let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "final scan differs from the model");
+}
