@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use crate::dimension::write_key_index;
 use crate::io::{Io, IoFile};
-use crate::keyindex::{Recorder, Recording};
-use crate::layout::DimPaths;
+use crate::keyindex::Recorder;
 use crate::manifest::LayerEntry;
 use crate::record::{entry_len, FileHeader, FileKind, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
 use crate::{Error, Result};
@@ -123,18 +122,7 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
         let recording = current.keys.encode(self.dimension_id, current.layer_id, current.offset as u32);
         write_key_index(&*self.io, &keys, &recording.bytes)?;
-        let Recording { records, min_seq, max_seq, .. } = recording;
-        let entry = LayerEntry {
-            layer_id: current.layer_id,
-            file: DimPaths::layer_rel(current.layer_id),
-            keys_file: DimPaths::keys_rel(current.layer_id),
-            offset: FILE_HEADER_LEN as u64,
-            size: current.offset - FILE_HEADER_LEN as u64,
-            records,
-            live_bytes: 0,
-            min_seq,
-            max_seq,
-        };
+        let entry = recording.layer_entry(current.layer_id, current.offset);
         self.done.push(BuiltLayer { entry, log: current.path, keys });
         Ok(())
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::batch::Op;
-use crate::keyindex::{self, KeyIndex, KeyItem, Recorder};
+use crate::keyindex::{KeyIndex, Recorder};
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::{LayerEntry, Manifest};
 use crate::ordered::Ordered;
@@ -756,17 +756,7 @@ impl DimInner {
         let data_end = w.offset as usize;
         let recording = std::mem::take(&mut w.keys).encode(self.id, id, data_end as u32);
         write_key_index(io, &self.paths.keys(id), &recording.bytes)?;
-        let entry = LayerEntry {
-            layer_id: id,
-            file: DimPaths::layer_rel(id),
-            keys_file: DimPaths::keys_rel(id),
-            offset: FILE_HEADER_LEN as u64,
-            size: (data_end - FILE_HEADER_LEN) as u64,
-            records: recording.records,
-            live_bytes: 0,
-            min_seq: recording.min_seq,
-            max_seq: recording.max_seq,
-        };
+        let entry = recording.layer_entry(id, data_end as u64);
         let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
 
         let layer_path = self.paths.layer(id);
@@ -848,37 +838,18 @@ pub(crate) fn build_key_index(
     log: &[u8],
     file: &std::path::Path,
 ) -> Result<LayerEntry> {
-    // Seeded like the point index: the keys are users'.
-    let mut newest: HashMap<&[u8], KeyItem<'_>, foldhash::fast::RandomState> = HashMap::default();
-    let (mut records, mut min_seq, mut max_seq) = (0u64, u64::MAX, 0u64);
+    let mut keys = Recorder::default();
     let scan = scan_frames(log, log.len(), |_, h, entries| {
-        min_seq = min_seq.min(h.seq);
-        max_seq = max_seq.max(h.seq);
         for (off, e) in entries {
-            records += 1;
-            newest.insert(
-                e.key,
-                KeyItem { kind: e.kind, key: e.key, value_len: e.value.len() as u32, offset: *off as u32, seq: h.seq },
-            );
+            keys.push(e.kind, e.key, e.value.len() as u32, *off as u32, h.seq);
         }
     });
     if let Some((at, reason)) = scan.stopped {
         return Err(Error::corruption(file, at as u64, reason));
     }
-    let mut items: Vec<KeyItem<'_>> = newest.into_values().collect();
-    items.sort_by(|a, b| a.key.cmp(b.key));
-    write_key_index(io, keys_path, &keyindex::encode(dim, layer, scan.end as u32, items))?;
-    Ok(LayerEntry {
-        layer_id: layer,
-        file: DimPaths::layer_rel(layer),
-        keys_file: DimPaths::keys_rel(layer),
-        offset: FILE_HEADER_LEN as u64,
-        size: (scan.end - FILE_HEADER_LEN) as u64,
-        records,
-        live_bytes: 0,
-        min_seq: if records == 0 { 0 } else { min_seq },
-        max_seq,
-    })
+    let recording = keys.encode(dim, layer, scan.end as u32);
+    write_key_index(io, keys_path, &recording.bytes)?;
+    Ok(recording.layer_entry(layer, scan.end as u64))
 }
 
 // ---- opening ------------------------------------------------------------------------

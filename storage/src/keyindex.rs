@@ -8,6 +8,8 @@ use std::path::Path;
 
 use crate::dimension::IndexKey;
 use crate::io::{read_all, Io};
+use crate::layout::DimPaths;
+use crate::manifest::LayerEntry;
 use crate::record::{u32_at, u64_at, FileHeader, FileKind, Kind, FILE_HEADER_LEN};
 use crate::{Error, Result};
 
@@ -49,6 +51,24 @@ pub(crate) struct Recording {
     pub records: u64,
     pub min_seq: u64,
     pub max_seq: u64,
+}
+
+impl Recording {
+    /// The manifest entry of sealed layer `layer_id`, whose records end at `data_end`
+    /// (live bytes unknown: only the in-memory index knows them).
+    pub fn layer_entry(&self, layer_id: u32, data_end: u64) -> LayerEntry {
+        LayerEntry {
+            layer_id,
+            file: DimPaths::layer_rel(layer_id),
+            keys_file: DimPaths::keys_rel(layer_id),
+            offset: FILE_HEADER_LEN as u64,
+            size: data_end - FILE_HEADER_LEN as u64,
+            records: self.records,
+            live_bytes: 0,
+            min_seq: self.min_seq,
+            max_seq: self.max_seq,
+        }
+    }
 }
 
 impl Recorder {
