@@ -36,10 +36,12 @@ const DELTA_MAX: usize = 1 << 17;
 /// milliseconds at most, and merging them in place keeps small stores simple.
 const BACKGROUND_MIN: usize = 1 << 16;
 
-/// Every `FENCE`th key of the base is copied into `fences`. A search looks there first, in
-/// an array small enough to stay in the cache (1.3 MB for a million keys), then in one
-/// block of `FENCE` entries (2 KiB): a handful of cache misses instead of one per step of
-/// a binary search over the whole base.
+/// A search of the base compares integers, not keys: each key's `heads` entry holds 8 of its
+/// bytes (those after the prefix every key shares), and every `FENCE`th head is copied into
+/// `fences`. The search runs over `fences` (250 KB for a million keys, which stays in the
+/// cache), then over one block of `FENCE` heads (256 bytes, four cache lines), and compares
+/// whole keys only where heads are equal. Searching the keys themselves took a cache miss at
+/// nearly every step, a fifth of the time of a range of 10.
 const FENCE: usize = 32;
 
 /// Changes to the base, in key order; `None` deletes the key.
@@ -58,8 +60,12 @@ pub(crate) struct Ordered {
 struct Base {
     /// Sorted by key, each key once.
     entries: Vec<(IndexKey, Loc)>,
-    /// `entries[0].0`, `entries[FENCE].0`, `entries[2 * FENCE].0`, ...
-    fences: Vec<IndexKey>,
+    /// How many leading bytes every key of `entries` shares.
+    common: usize,
+    /// `head(key, common)` of each entry, in the same order (so never decreasing).
+    heads: Vec<u64>,
+    /// `heads[0]`, `heads[FENCE]`, `heads[2 * FENCE]`, ...
+    fences: Vec<u64>,
 }
 
 struct Merging {
@@ -72,8 +78,14 @@ struct Merging {
 impl Base {
     fn new(entries: Vec<(IndexKey, Loc)>) -> Base {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
-        let fences = entries.iter().step_by(FENCE).map(|e| e.0.clone()).collect();
-        Base { entries, fences }
+        // Sorted keys: what the first and last share, every key between them shares.
+        let common = match (entries.first(), entries.last()) {
+            (Some(a), Some(b)) => a.0.iter().zip(b.0.iter()).take_while(|(x, y)| x == y).count(),
+            _ => 0,
+        };
+        let heads: Vec<u64> = entries.iter().map(|e| head(&e.0, common)).collect();
+        let fences = heads.iter().step_by(FENCE).copied().collect();
+        Base { entries, common, heads, fences }
     }
 
     /// A new base: this one with `delta` applied.
@@ -94,33 +106,75 @@ impl Base {
         Base::new(out)
     }
 
-    /// The number of entries whose key satisfies `before`, which must hold for a prefix
-    /// of the keys (like `slice::partition_point`).
-    fn partition_point(&self, before: impl Fn(&[u8]) -> bool) -> usize {
-        let blocks = self.fences.partition_point(|k| before(k));
+    /// The number of entries whose key is less than `key`, or less or equal if `or_equal`.
+    fn count_below(&self, key: &[u8], or_equal: bool) -> usize {
+        let below = |e: &[u8]| if or_equal { e <= key } else { e < key };
+        let Some(first) = self.entries.first() else { return 0 };
+        if !key.starts_with(&first.0[..self.common]) {
+            // `key` differs from the shared prefix (or is a part of it): it is below or
+            // above every entry alike.
+            return if below(&first.0) { self.entries.len() } else { 0 };
+        }
+        // Sharing the prefix, a smaller head means a smaller key and a larger head a larger
+        // key; only entries with `key`'s head need their keys compared.
+        let h = head(key, self.common);
+        let lo = self.heads_below(|x| x < h);
+        let hi = self.end_of_run(lo, h);
+        lo + self.entries[lo..hi].partition_point(|e| below(&e.0))
+    }
+
+    /// The number of heads satisfying `p`, which holds for a prefix of them.
+    fn heads_below(&self, p: impl Fn(u64) -> bool) -> usize {
+        let blocks = self.fences.partition_point(|&x| p(x));
         if blocks == 0 {
             return 0;
         }
-        // Block `blocks - 1` starts with a key before the point; the next one does not.
+        // Block `blocks - 1` starts with a head satisfying `p`; the next one does not.
         let start = (blocks - 1) * FENCE;
-        let end = (start + FENCE).min(self.entries.len());
-        start + self.entries[start..end].partition_point(|e| before(&e.0))
+        let end = (start + FENCE).min(self.heads.len());
+        start + self.heads[start..end].partition_point(|&x| p(x))
+    }
+
+    /// The first index at or after `from` whose head is greater than `h`, given that none
+    /// before `from` is. Runs of equal heads are short for most key sets, so this gallops
+    /// forward from `from` instead of searching the whole base again.
+    fn end_of_run(&self, from: usize, h: u64) -> usize {
+        let len = self.heads.len();
+        let mut step = 1;
+        while from + step <= len && self.heads[from + step - 1] <= h {
+            step *= 2;
+        }
+        // Every head in `from..from + step / 2` is at most `h`; the one at
+        // `from + step - 1`, if there is one, is greater.
+        let (lo, hi) = (from + step / 2, (from + step).min(len));
+        lo + self.heads[lo..hi].partition_point(|&x| x <= h)
     }
 
     /// The entries between `lo` and `hi`.
     fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> &[(IndexKey, Loc)] {
         let start = match lo {
             Bound::Unbounded => 0,
-            Bound::Included(k) => self.partition_point(|e| e < k),
-            Bound::Excluded(k) => self.partition_point(|e| e <= k),
+            Bound::Included(k) => self.count_below(k, false),
+            Bound::Excluded(k) => self.count_below(k, true),
         };
         let end = match hi {
             Bound::Unbounded => self.entries.len(),
-            Bound::Included(k) => self.partition_point(|e| e <= k),
-            Bound::Excluded(k) => self.partition_point(|e| e < k),
+            Bound::Included(k) => self.count_below(k, true),
+            Bound::Excluded(k) => self.count_below(k, false),
         };
         &self.entries[start..end.max(start)]
     }
+}
+
+/// Up to 8 bytes of `key` after its first `common`, big-endian and padded with zeros: for
+/// keys that share those `common` bytes, a smaller head means a smaller key (padding ranks a
+/// shorter key before its extensions, as byte order does).
+fn head(key: &[u8], common: usize) -> u64 {
+    let rest = key.get(common..).unwrap_or(&[]);
+    let mut bytes = [0u8; 8];
+    let n = rest.len().min(8);
+    bytes[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 impl Ordered {
@@ -369,7 +423,37 @@ mod tests {
         let o = Ordered::from_sorted(keys.iter().map(|&i| (IndexKey::from_slice(&i.to_be_bytes()), loc(i))).collect());
         for probe in 0..2002u32 {
             let want = keys.partition_point(|&k| k < probe);
-            assert_eq!(o.base.partition_point(|k| k < &probe.to_be_bytes()[..]), want, "probe {probe}");
+            assert_eq!(o.base.count_below(&probe.to_be_bytes(), false), want, "probe {probe}");
+            let want = keys.partition_point(|&k| k <= probe);
+            assert_eq!(o.base.count_below(&probe.to_be_bytes(), true), want, "probe {probe}");
+        }
+    }
+
+    /// Keys from a small alphabet behind a shared prefix: many are prefixes of others, many
+    /// share their first 8 bytes after the prefix (equal heads), some are shorter than a head.
+    fn tricky_key() -> impl Strategy<Value = Vec<u8>> {
+        (0u8..3, proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'a'), Just(0xff)], 0..14)).prop_map(
+            |(prefix, rest)| {
+                let mut k = [&b"pre"[..], b"prf", b""][prefix as usize % 3].to_vec();
+                k.extend(rest);
+                k
+            },
+        )
+    }
+
+    proptest! {
+        /// The head-based search counts exactly what a search of the sorted keys counts.
+        #[test]
+        fn counts_match_a_search_of_the_keys(
+            keys in proptest::collection::btree_set(tricky_key(), 0..400),
+            probes in proptest::collection::vec(tricky_key(), 1..50),
+        ) {
+            let sorted: Vec<Vec<u8>> = keys.into_iter().collect();
+            let base = Base::new(sorted.iter().map(|k| (IndexKey::from_slice(k), loc(0))).collect());
+            for p in probes.iter().chain(sorted.iter().take(20)) {
+                prop_assert_eq!(base.count_below(p, false), sorted.partition_point(|k| k < p), "below {:?}", p);
+                prop_assert_eq!(base.count_below(p, true), sorted.partition_point(|k| k <= p), "up to {:?}", p);
+            }
         }
     }
 
