@@ -52,10 +52,7 @@ pub(crate) struct Loc {
     pub seq: u64,
 }
 
-/// Index keys keep up to 32 bytes inline, so comparing keys while searching the ordered
-/// index reads the entry itself instead of chasing a pointer per comparison (it doubled get
-/// throughput on 1M keys; see docs/ARCHITECTURE.md).
-pub(crate) type IndexKey = smallvec::SmallVec<[u8; 32]>;
+pub(crate) use crate::key::IndexKey;
 
 pub(crate) struct State {
     /// Ordered, for scans (ordered.rs).

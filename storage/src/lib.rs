@@ -35,6 +35,7 @@ mod dimension;
 mod error;
 pub mod io;
 mod iter;
+mod key;
 mod keyindex;
 mod layout;
 mod lock;

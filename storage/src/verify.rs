@@ -110,7 +110,7 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
         };
         let map = seg.map();
         match decode_entry(map.get(loc.off as usize..).unwrap_or(&[])) {
-            Ok((e, _)) if e.key == key.as_slice() => {}
+            Ok((e, _)) if e.key == &key[..] => {}
             Ok(_) => {
                 found.push(report_problem(seg.path(), loc.off as u64, "index points at another key's entry".into()))
             }
