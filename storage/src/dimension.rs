@@ -8,7 +8,7 @@
 //! syncs for everyone waiting (group commit).
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -934,17 +934,19 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         };
         [mine, theirs]
     });
-    let mut sealed: Vec<Sealed> = Vec::new();
+    let (mut sealed, mut runs): (Vec<Found>, Vec<Range<usize>>) = Default::default();
     for part in loaded {
-        let (segments, items, seen) = part?;
-        max_seq = max_seq.max(seen);
-        for seg in segments {
+        let part = part?;
+        max_seq = max_seq.max(part.max_seq);
+        for seg in part.segments {
             state.add_segment(Arc::new(seg));
         }
+        let offset = sealed.len();
+        runs.extend(part.runs.into_iter().map(|r| r.start + offset..r.end + offset));
         if sealed.is_empty() {
-            sealed = items;
+            sealed = part.items;
         } else {
-            sealed.extend(items);
+            sealed.extend(part.items);
         }
     }
     // The active region: replay its frames; the first invalid one starts a torn tail.
@@ -964,7 +966,8 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             sealed.push((IndexKey::from_slice(e.key), h.seq, loc));
         }
     });
-    build_index(&mut state, sealed);
+    runs.push(runs.last().map_or(0, |r| r.end)..sealed.len());
+    build_index(&mut state, sealed, &runs);
     if let Some((at, reason)) = scan.stopped {
         tracing::warn!(file = %region.path().display(), offset = at, reason, "cut a torn tail off the active region");
     }
@@ -1013,21 +1016,14 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     })
 }
 
-/// A key's entry found while opening: key, sequence number, location (None: deleted).
-type Sealed = (IndexKey, u64, Option<Loc>);
+use crate::runs::Found;
 
 /// Builds the index from every entry found on open (sealed layers' key indexes, then the
-/// active region's frames) at once: one sort gives the ordered index its base array, several
-/// times faster than a million single inserts.
-fn build_index(state: &mut State, items: Vec<Sealed>) {
-    let items = sort_on_two_cores(items);
+/// active region's frames; `runs` says where each starts and ends): one merge gives the
+/// ordered index its base array and the point index its entries.
+fn build_index(state: &mut State, items: Vec<Found>, runs: &[Range<usize>]) {
     let mut puts: Vec<(IndexKey, Loc)> = Vec::with_capacity(items.len());
-    let mut items = items.into_iter().peekable();
-    while let Some((key, _, loc)) = items.next() {
-        // Sorted by key, then sequence: the last of a run of equal keys is the newest.
-        if items.peek().is_some_and(|next| next.0 == key) {
-            continue;
-        }
+    for (key, _, loc) in crate::runs::newest(items, runs) {
         if let Some(loc) = loc {
             *state.layer_live.entry(loc.layer).or_insert(0) += loc.size as u64;
             state.live_bytes += loc.size as u64;
@@ -1038,61 +1034,36 @@ fn build_index(state: &mut State, items: Vec<Sealed>) {
     state.ordered = Ordered::from_sorted(puts);
 }
 
-/// Sorts by key, then sequence number: each half on its own core, then one merge. The
-/// sort must be stable: a batch that writes a key twice gives both entries one sequence
-/// number, and the later one (later in `items`) is the key's state.
-fn sort_on_two_cores(mut items: Vec<Sealed>) -> Vec<Sealed> {
-    fn order(a: &Sealed, b: &Sealed) -> std::cmp::Ordering {
-        a.0.cmp(&b.0).then(a.1.cmp(&b.1))
-    }
-    if items.len() < 1 << 14 {
-        items.sort_by(order);
-        return items;
-    }
-    let mut back = items.split_off(items.len() / 2);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| back.sort_by(order));
-        items.sort_by(order);
-        if let Err(panic) = other.join() {
-            std::panic::resume_unwind(panic);
-        }
-    });
-    let mut merged = Vec::with_capacity(items.len() + back.len());
-    // On ties the front half goes first, which keeps the merge stable.
-    let (mut a, mut b) = (items.into_iter().peekable(), back.into_iter().peekable());
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if order(x, y).is_le() => a.next(),
-            (Some(_), Some(_)) => b.next(),
-            (Some(_), None) => a.next(),
-            (None, _) => b.next(),
-        };
-        match next {
-            Some(item) => merged.push(item),
-            None => return merged,
-        }
-    }
+/// What `load_layers` found.
+#[derive(Default)]
+struct Loaded {
+    segments: Vec<Segment>,
+    /// The entries of every layer, a run of `items` each (sorted by key).
+    items: Vec<Found>,
+    runs: Vec<Range<usize>>,
+    /// The largest sequence number seen.
+    max_seq: u64,
 }
 
-/// Opens sealed layers and loads their keys: the segments, the entries, and the largest
-/// sequence number seen.
-fn load_layers(
-    shared: &Shared,
-    paths: &DimPaths,
-    id: u32,
-    layers: &mut [LayerEntry],
-) -> Result<(Vec<Segment>, Vec<Sealed>, u64)> {
-    let (mut segments, mut sealed, mut max_seq) = (Vec::with_capacity(layers.len()), Vec::new(), 0);
+/// Opens sealed layers and loads their keys.
+fn load_layers(shared: &Shared, paths: &DimPaths, id: u32, layers: &mut [LayerEntry]) -> Result<Loaded> {
+    let mut out = Loaded {
+        segments: Vec::with_capacity(layers.len()),
+        runs: Vec::with_capacity(layers.len()),
+        ..Loaded::default()
+    };
     for l in layers {
         let seg = Segment::open(&*shared.io, &paths.dir.join(&l.file), id)?;
         if seg.layer_id != l.layer_id {
             let reason = format!("file holds layer {}, index.json says {}", seg.layer_id, l.layer_id);
             return Err(Error::corruption(seg.path(), 0, reason));
         }
-        max_seq = max_seq.max(load_sealed(shared, paths, id, &seg, l, &mut sealed)?);
-        segments.push(seg);
+        let start = out.items.len();
+        out.max_seq = out.max_seq.max(load_sealed(shared, paths, id, &seg, l, &mut out.items)?);
+        out.runs.push(start..out.items.len());
+        out.segments.push(seg);
     }
-    Ok((segments, sealed, max_seq))
+    Ok(out)
 }
 
 /// Loads a sealed layer's keys into the index; returns the largest sequence number seen.
@@ -1102,7 +1073,7 @@ fn load_sealed(
     dim: u32,
     seg: &Segment,
     entry: &mut LayerEntry,
-    out: &mut Vec<Sealed>,
+    out: &mut Vec<Found>,
 ) -> Result<u64> {
     let io = &*shared.io;
     let map = seg.map();
@@ -1288,7 +1259,6 @@ impl DimInner {
         Ok(crate::snapshot::Capture { manifest, region: w.region.clone(), region_end: w.offset as usize, sealed })
     }
 
-    /// Periodic durability: sync if anything was written since the last sync.
     /// Installs the ordered index's new base if its merging thread has finished (see
     /// ordered.rs); the store's background thread calls this every tick.
     pub fn install_finished_merge(&self) {
@@ -1297,40 +1267,13 @@ impl DimInner {
         }
     }
 
+    /// Periodic durability: sync if anything was written since the last sync.
     pub fn sync_if_dirty(&self) {
         let mut w = self.writer.lock();
         if w.written_seq > w.synced_seq && !self.shared.is_read_only() {
             if let Err(e) = self.sync_locked(&mut w) {
                 tracing::error!(error = %e, dimension = %self.name, "periodic sync failed");
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn loc(i: u32) -> Option<Loc> {
-        Some(Loc { layer: 1, off: i, size: 1, seq: 0 })
-    }
-
-    #[test]
-    fn the_two_core_sort_is_the_stable_sort() {
-        // Few distinct keys and sequence numbers, so ties (a batch writing one key twice)
-        // fall on both sides of the split; the offset records the original position.
-        for n in [0usize, 5, 1 << 14, (1 << 14) + 7, 50_000] {
-            let mut x = 7u64;
-            let items: Vec<Sealed> = (0..n)
-                .map(|i| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    let key = IndexKey::from_slice(format!("k{}", (x >> 33) % 97).as_bytes());
-                    (key, (x >> 20) % 5, loc(i as u32))
-                })
-                .collect();
-            let mut want = items.clone();
-            want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-            assert!(sort_on_two_cores(items) == want, "n = {n}");
         }
     }
 }

@@ -177,6 +177,23 @@ impl Layers {
     }
 }
 
+/// Asks the CPU to start loading the cache lines that hold `value`.
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    let start = value as *const T as *const u8;
+    let mut at = 0;
+    while at < std::mem::size_of::<T>() {
+        // SAFETY: `at` is within `value`, so the pointer stays inside one live object.
+        prefetch_line(unsafe { &*start.add(at) });
+        at += 64;
+    }
+    // The last byte too: an object that straddles a line boundary spans one more line.
+    if let Some(last) = std::mem::size_of::<T>().checked_sub(1) {
+        // SAFETY: as above; `last` is the object's last byte.
+        prefetch_line(unsafe { &*start.add(last) });
+    }
+}
+
 #[inline(always)]
 fn prefetch_line(byte: &u8) {
     #[cfg(target_arch = "x86_64")]

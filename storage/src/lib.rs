@@ -44,6 +44,7 @@ mod ordered;
 mod points;
 mod record;
 mod region;
+mod runs;
 mod segment;
 mod snapshot;
 mod store;
