@@ -72,7 +72,7 @@ test-go: ## Go gateway: go vet and go test -race (end-to-end against a freshly b
 	@# The test build of the workspace leaves target/debug/jessy; `cargo build -p jessy` would
 	@# resolve features differently and rebuild every dependency a second time.
 	$(CARGO) test --workspace --locked --no-run --quiet
-	cd api && $(GO) vet ./... && JESSY_BIN=$(CURDIR)/target/debug/jessy $(GO) test -race -count=1 ./...
+	cd api && $(GO) vet ./... && JESSY_BIN=$(or $(JESSY_BIN),$(CURDIR)/target/debug/jessy) $(GO) test -race -count=1 ./...
 
 .PHONY: test-deploy
 test-deploy: ## Validate compose files and lint Dockerfiles (no Docker engine needed)

@@ -56,7 +56,8 @@ impl Metrics {
         let dim_keys = dim("jessy_dimension_keys", "Live keys in the dimension")?;
         let dim_live_bytes = dim("jessy_dimension_live_bytes", "Bytes of live keys and values in the dimension")?;
         let dim_disk_bytes = dim("jessy_dimension_disk_bytes", "Bytes the dimension's files take on disk")?;
-        let dim_layers = dim("jessy_dimension_layers", "Sealed layers of the dimension")?;
+        let dim_layers =
+            dim("jessy_dimension_layers", "Log files of the dimension: its sealed layers plus the active region")?;
         let compactions = IntCounter::new("jessy_compactions_total", "Compactions run since the store was opened")?;
         let syncs = IntCounter::new("jessy_syncs_total", "Syncs to disk since the store was opened")?;
         let recovery_seconds =

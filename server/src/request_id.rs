@@ -319,7 +319,7 @@ fn default_detail(status: StatusCode) -> String {
     }
 }
 
-/// Answers a handler panic (via tower-http's `CatchPanicLayer`) with a 500 problem.
+/// Answers a handler panic (caught by `catch_unwind` in `Handled::poll`) with a 500 problem.
 pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let what = panic
         .downcast_ref::<String>()

@@ -405,7 +405,7 @@ impl Dimension {
     }
 }
 
-/// The smallest key greater than every key starting with `prefix`, if there is one.
+/// A batch's operations as the writer appends them.
 fn batch_ops(batch: &WriteBatch) -> Vec<(Kind, &[u8], &[u8])> {
     batch
         .ops
@@ -417,6 +417,7 @@ fn batch_ops(batch: &WriteBatch) -> Vec<(Kind, &[u8], &[u8])> {
         .collect()
 }
 
+/// The smallest key greater than every key starting with `prefix`, if there is one.
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {

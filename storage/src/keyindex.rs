@@ -190,23 +190,25 @@ impl KeyIndex {
                 return None;
             }
             let b = &body[at..];
+            // Where the item starts in the file, for the message.
+            let start = FILE_HEADER_LEN + META_LEN + at;
+            let bad = |what: &str| Some(Err(format!("key index item at byte {start} {what}")));
             if b.len() < ITEM_HEADER_LEN {
                 at = body.len();
-                return Some(Err("key index item is cut short".into()));
+                return bad("is cut short");
             }
             let Some(kind) = Kind::from_u8(b[0]) else {
                 at = body.len();
-                return Some(Err(format!("key index item at {at} has an unknown kind")));
+                return bad("has an unknown kind");
             };
             if b[1] != 0 {
-                let item = at;
                 at = body.len();
-                return Some(Err(format!("key index item at {item} has a reserved byte that is not zero")));
+                return bad("has a reserved byte that is not zero");
             }
             let key_len = u16::from_le_bytes([b[2], b[3]]) as usize;
             if key_len == 0 || ITEM_HEADER_LEN + key_len > b.len() {
                 at = body.len();
-                return Some(Err(format!("key index item at {at} has a bad key length")));
+                return bad("has a bad key length");
             }
             let item = KeyItem {
                 kind,
@@ -267,6 +269,28 @@ mod tests {
         let idx = KeyIndex::decode(recording.bytes).unwrap();
         let got: Vec<_> = idx.iter().map(|it| (it.key.to_vec(), (it.kind, it.value_len, it.offset, it.seq))).collect();
         assert_eq!(got, newest.into_iter().collect::<Vec<_>>());
+    }
+
+    /// A damaged item is named by where it starts in the file (checksum forged to match, so
+    /// that the item check is what finds it).
+    #[test]
+    fn a_bad_item_is_named_by_its_offset_in_the_file() {
+        let second = FILE_HEADER_LEN + META_LEN + ITEM_HEADER_LEN + b"alpha".len();
+        for (byte, value, what) in [(0, 9u8, "unknown kind"), (1, 1, "reserved byte"), (2, 0, "bad key length")] {
+            let mut d = encode(4, 9, 4000, items());
+            d[second + byte] = value;
+            if byte == 2 {
+                d[second + 3] = 0;
+            }
+            let m = FILE_HEADER_LEN;
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&d[m..m + 12]);
+            crc.update(&d[m + META_LEN..]);
+            let crc = crc.finalize().to_le_bytes();
+            d[m + 12..m + 16].copy_from_slice(&crc);
+            let err = KeyIndex::decode(d).err().unwrap_or_default();
+            assert!(err.contains(what) && err.contains(&format!("at byte {second} ")), "{what}: {err}");
+        }
     }
 
     #[test]

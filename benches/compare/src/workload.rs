@@ -12,7 +12,7 @@ pub type Key = [u8; KEY_LEN];
 pub type Val = [u8; VALUE_LEN];
 
 /// Key number `i`: "key:" + 20 digits, scattered so that load order is not key order
-/// (the same function as `storage/benches/engine.rs`).
+/// (the same function as `benches/engine.rs`).
 pub fn key(i: u64) -> Key {
     let mut k = *b"key:00000000000000000000";
     let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 10_000_000_000_000_000_000;

@@ -21,7 +21,7 @@ pub struct DimensionInfo {
     pub name: String,
     /// Live keys.
     pub keys: u64,
-    /// Bytes of live keys and values.
+    /// Bytes of the newest entry of every live key (entry headers, keys and values).
     pub live_bytes: u64,
     /// Bytes its files take on disk.
     pub disk_bytes: u64,
@@ -89,6 +89,8 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Dimension
         (status = 200, description = "Already there", body = DimensionInfo),
         (status = 400, description = "Invalid name (`invalid_dimension_name`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A `D` + digits name of a dimension that does not exist (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A bulk load is creating this name right now (`dimension_busy`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is read-only (`read_only`)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "Disk full (`disk_full`)", body = Problem, content_type = "application/problem+json"),
     ),
