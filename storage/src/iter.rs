@@ -98,24 +98,27 @@ impl Iter {
         }
         let n = self.batch;
         self.batch = (n * 2).min(MAX_BATCH);
-        let mut got = Vec::with_capacity(n);
+        // Straight into the end's queue, so a batch is not copied once more.
+        let (queue, layers) =
+            if from_back { (&mut self.back, &mut self.layers) } else { (&mut self.front, &mut self.layers) };
+        let before = queue.len();
+        queue.reserve(n);
         let state = self.dim.state.read();
-        let layers = &mut self.layers;
         state.ordered.scan(bound_ref(&self.lo), bound_ref(&self.hi), from_back, n, |k, loc| {
-            got.push((k.clone(), layers.slot(&state, loc).map(|s| (s, *loc))));
+            queue.push_back((k.clone(), layers.slot(&state, loc).map(|s| (s, *loc))));
         });
         drop(state);
-        self.layers.prefetch(&got);
-        let Some((last, _)) = got.last() else {
+        if queue.len() == before {
             self.exhausted = true;
             return;
-        };
+        }
+        layers.prefetch(queue.range(before..));
+        let Some((last, _)) = queue.back() else { return };
+        let past = Bound::Excluded(last.to_vec());
         if from_back {
-            self.hi = Bound::Excluded(last.to_vec());
-            self.back.extend(got);
+            self.hi = past;
         } else {
-            self.lo = Bound::Excluded(last.to_vec());
-            self.front.extend(got);
+            self.lo = past;
         }
     }
 
@@ -132,7 +135,7 @@ impl Layers {
     /// Asks the CPU to start loading the entries of a fresh batch. Keys that are neighbours
     /// in the index are scattered over the log, so each read is a cache miss; issued one
     /// after another they overlap instead of waiting for each other.
-    fn prefetch(&self, batch: &[Pending]) {
+    fn prefetch<'a>(&self, batch: impl Iterator<Item = &'a Pending>) {
         for (_, at) in batch {
             if let Ok((slot, loc)) = at {
                 let map = &self.list[*slot].map;
