@@ -25,6 +25,11 @@ use crate::{Result, Value, Version};
 const FIRST_BATCH: usize = 16;
 const MAX_BATCH: usize = 256;
 
+/// Values are prefetched this many entries ahead of the one handed out: enough for their
+/// cache misses to overlap, few enough that a short scan does not load (and walk the page
+/// tables for) entries it never reads, and within what the CPU keeps in flight.
+const AHEAD: usize = 8;
+
 /// A key and where its value was when the batch was copied: a slot of `Iter::layers` and
 /// the location in it. The value is read and verified only when handed out, so a short
 /// scan does not pay for the whole batch. Keys up to 32 bytes stay inline (no allocation).
@@ -112,7 +117,7 @@ impl Iter {
             self.exhausted = true;
             return;
         }
-        layers.prefetch(queue.range(before..));
+        layers.prefetch(queue.range(before..).take(AHEAD));
         let Some((last, _)) = queue.back() else { return };
         let past = Bound::Excluded(last.to_vec());
         if from_back {
@@ -132,9 +137,9 @@ impl Iter {
 }
 
 impl Layers {
-    /// Asks the CPU to start loading the entries of a fresh batch. Keys that are neighbours
-    /// in the index are scattered over the log, so each read is a cache miss; issued one
-    /// after another they overlap instead of waiting for each other.
+    /// Asks the CPU to start loading the entries `batch` points at. Keys that are neighbours
+    /// in the index are scattered over the log, so each read is a cache miss; issued ahead
+    /// (`AHEAD` entries) they overlap instead of waiting for each other.
     fn prefetch<'a>(&self, batch: impl Iterator<Item = &'a Pending>) {
         for (_, at) in batch {
             if let Ok((slot, loc)) = at {
@@ -226,6 +231,7 @@ impl Iterator for Iter {
         }
         // When the middle is used up, what the back end fetched is next in line.
         let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
+        self.layers.prefetch(self.front.get(AHEAD - 1).into_iter());
         Some(self.resolve(item))
     }
 }
@@ -236,6 +242,7 @@ impl DoubleEndedIterator for Iter {
             self.refill(true);
         }
         let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
+        self.layers.prefetch(self.back.get(AHEAD - 1).into_iter());
         Some(self.resolve(item))
     }
 }
