@@ -1,6 +1,7 @@
 //! The in-memory key of the indexes.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::ops::Deref;
 
 use smallvec::SmallVec;
@@ -12,9 +13,41 @@ use smallvec::SmallVec;
 /// A newtype only for `clone`: `SmallVec`'s clone copies byte by byte through an iterator,
 /// and the indexes clone keys on every write, every merge of the ordered index (a million
 /// at a time) and every scan. Here it is one `memcpy`. Order, equality and hash are those of
-/// the bytes, so maps of `IndexKey` can be searched with a `&[u8]`.
-#[derive(Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// the bytes, so maps of `IndexKey` can be searched with a `&[u8]`. The order is compared
+/// eight bytes at a time (`compare`).
+#[derive(Default, PartialEq, Eq, Hash)]
 pub(crate) struct IndexKey(SmallVec<[u8; 32]>);
+
+impl Ord for IndexKey {
+    fn cmp(&self, other: &IndexKey) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for IndexKey {
+    fn partial_cmp(&self, other: &IndexKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Byte order (as `<[u8]>::cmp`), eight bytes at a time. The slice comparison calls
+/// `memcmp`, a function call with its own set-up for every pair of keys, and the delta of the
+/// ordered index compares a key about thirty times per insert: 131,072 inserts of 24-byte
+/// keys into a `BTreeMap` took 63 ms with `memcmp`, 51 ms with this.
+pub(crate) fn compare(mut a: &[u8], mut b: &[u8]) -> Ordering {
+    while let (Some((x, rest_a)), Some((y, rest_b))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+        if x != y {
+            return u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y));
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
 
 impl IndexKey {
     pub fn new() -> IndexKey {
@@ -66,7 +99,22 @@ impl std::fmt::Debug for IndexKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::{BTreeMap, HashMap};
+
+    proptest! {
+        /// Keys from a small alphabet, so that long shared prefixes and prefix keys are common.
+        #[test]
+        fn compares_as_byte_order(
+            a in proptest::collection::vec(0u8..3, 0..40),
+            b in proptest::collection::vec(0u8..3, 0..40),
+        ) {
+            prop_assert_eq!(compare(&a, &b), a.cmp(&b));
+            prop_assert_eq!(IndexKey::from_slice(&a).cmp(&IndexKey::from_slice(&b)), a.cmp(&b));
+            let (c, d) = (a.iter().map(|x| x * 127).collect::<Vec<u8>>(), b.iter().map(|x| x * 127).collect::<Vec<u8>>());
+            prop_assert_eq!(compare(&c, &d), c.cmp(&d));
+        }
+    }
 
     #[test]
     fn clones_compare_and_hash_as_their_bytes() {
