@@ -6,7 +6,8 @@
 //! perf record -g -- jessy-compare probe get    --n 1000000 --dir /tmp/p --repeat 3
 //! ```
 //!
-//! Phases: load, bulkloader, reopen, get, get2, range, put, batch. `--max-size BYTES` sets
+//! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10), put,
+//! batch. `--max-size BYTES` sets
 //! `Config::max_size` (default: `Config::default()`); `--durability none|immediate` the
 //! durability of put and batch (default immediate).
 
@@ -23,6 +24,7 @@ pub fn main(argv: &[String]) -> Res<()> {
     let phase = argv.first().cloned().unwrap_or_default();
     let (mut n, mut dir, mut repeat, mut max_size) = (1_000_000u64, PathBuf::from("/tmp/jessy-probe"), 1usize, None);
     let mut count = 0u64;
+    let mut len = 10usize;
     let mut durability = Durability::Immediate;
     let mut it = argv.iter().skip(1);
     while let Some(f) = it.next() {
@@ -32,6 +34,7 @@ pub fn main(argv: &[String]) -> Res<()> {
             "--dir" => dir = PathBuf::from(v),
             "--repeat" => repeat = v.parse()?,
             "--count" => count = v.parse()?,
+            "--len" => len = v.parse()?,
             "--max-size" => max_size = Some(v.parse::<u64>()?),
             "--durability" => {
                 durability = match v.as_str() {
@@ -132,7 +135,7 @@ pub fn main(argv: &[String]) -> Res<()> {
                     }
                     _ => {
                         for i in Picks::new(0xA11CE, n).take(count as usize) {
-                            for kv in d.range(key(i).as_slice()..).take(10) {
+                            for kv in d.range(key(i).as_slice()..).take(len) {
                                 sink += kv?.1.len();
                             }
                         }
