@@ -189,26 +189,27 @@ impl Layers {
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     let start = value as *const T as *const u8;
+    let size = std::mem::size_of::<T>();
     let mut at = 0;
-    while at < std::mem::size_of::<T>() {
-        // SAFETY: `at` is within `value`, so the pointer stays inside one live object.
-        prefetch_line(unsafe { &*start.add(at) });
+    while at < size {
+        prefetch_line(start.wrapping_add(at));
         at += 64;
     }
     // The last byte too: an object that straddles a line boundary spans one more line.
-    if let Some(last) = std::mem::size_of::<T>().checked_sub(1) {
-        // SAFETY: as above; `last` is the object's last byte.
-        prefetch_line(unsafe { &*start.add(last) });
+    if size > 0 {
+        prefetch_line(start.wrapping_add(size - 1));
     }
 }
 
+/// Asks the CPU to start loading the cache line of `byte`. Takes a pointer, not a
+/// reference: the byte may be padding, which no reference may point at.
 #[inline(always)]
-fn prefetch_line(byte: &u8) {
+fn prefetch_line(byte: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that reads nothing the program sees and never faults;
-    // the pointer comes from a live reference anyway.
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees, and it never faults,
+    // whatever the address.
     unsafe {
-        std::arch::x86_64::_mm_prefetch(byte as *const u8 as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        std::arch::x86_64::_mm_prefetch(byte as *const i8, std::arch::x86_64::_MM_HINT_T0);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = byte;
