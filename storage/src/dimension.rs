@@ -23,6 +23,7 @@ use crate::ordered::Ordered;
 use crate::points::Points;
 use crate::record::{entry_len, FrameBuilder, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
 use crate::region;
+use crate::runs::Found;
 use crate::segment::{self, scan_frames, Segment};
 use crate::store::Shared;
 use crate::{Durability, Error, Expect, Iter, Result, Ticket, Value, Version, WriteBatch, MAX_KEY_LEN};
@@ -1016,8 +1017,6 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         compacting: Mutex::new(Default::default()),
     })
 }
-
-use crate::runs::Found;
 
 /// Builds the index from every entry found on open (sealed layers' key indexes, then the
 /// active region's frames; `runs` says where each starts and ends): one merge gives the

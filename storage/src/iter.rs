@@ -17,6 +17,7 @@ use memmap2::Mmap;
 
 use crate::dimension::{DimInner, IndexKey, Loc, State};
 use crate::ordered::bounds_are_empty;
+use crate::prefetch::prefetch_line;
 use crate::segment::Segment;
 use crate::{Result, Value, Version};
 
@@ -104,8 +105,8 @@ impl Iter {
         let n = self.batch;
         self.batch = (n * 2).min(MAX_BATCH);
         // Straight into the end's queue, so a batch is not copied once more.
-        let (queue, layers) =
-            if from_back { (&mut self.back, &mut self.layers) } else { (&mut self.front, &mut self.layers) };
+        let queue = if from_back { &mut self.back } else { &mut self.front };
+        let layers = &mut self.layers;
         let before = queue.len();
         queue.reserve(n);
         let state = self.dim.state.read();
@@ -183,36 +184,6 @@ impl Layers {
         }
         Ok(self.list.len() - 1)
     }
-}
-
-/// Asks the CPU to start loading the cache lines that hold `value`.
-#[inline(always)]
-pub(crate) fn prefetch<T>(value: &T) {
-    let start = value as *const T as *const u8;
-    let size = std::mem::size_of::<T>();
-    let mut at = 0;
-    while at < size {
-        prefetch_line(start.wrapping_add(at));
-        at += 64;
-    }
-    // The last byte too: an object that straddles a line boundary spans one more line.
-    if size > 0 {
-        prefetch_line(start.wrapping_add(size - 1));
-    }
-}
-
-/// Asks the CPU to start loading the cache line of `byte`. Takes a pointer, not a
-/// reference: the byte may be padding, which no reference may point at.
-#[inline(always)]
-fn prefetch_line(byte: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it reads nothing the program sees, and it never faults,
-    // whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(byte as *const i8, std::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = byte;
 }
 
 fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {

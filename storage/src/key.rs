@@ -10,11 +10,12 @@ use smallvec::SmallVec;
 /// reads the entry itself instead of chasing a pointer per comparison (it doubled get
 /// throughput on 1M keys; see docs/ARCHITECTURE.md).
 ///
-/// A newtype only for `clone`: `SmallVec`'s clone copies byte by byte through an iterator,
-/// and the indexes clone keys on every write, every merge of the ordered index (a million
-/// at a time) and every scan. Here it is one `memcpy`. Order, equality and hash are those of
-/// the bytes, so maps of `IndexKey` can be searched with a `&[u8]`. The order is compared
-/// eight bytes at a time (`compare`).
+/// A newtype for speed: `SmallVec`'s clone and `into_vec` copy byte by byte through an
+/// iterator, and its order calls `memcmp` per comparison; the indexes clone and compare keys
+/// on every write, every merge of the ordered index (a million at a time) and every scan.
+/// Here a copy is one `memcpy` and the order is compared eight bytes at a time (`compare`).
+/// Order, equality and hash are those of the bytes, so maps of `IndexKey` can be searched
+/// with a `&[u8]`.
 #[derive(Default, PartialEq, Eq, Hash)]
 pub(crate) struct IndexKey(SmallVec<[u8; 32]>);
 
@@ -34,7 +35,7 @@ impl PartialOrd for IndexKey {
 /// `memcmp`, a function call with its own set-up for every pair of keys, and the delta of the
 /// ordered index compares a key about thirty times per insert: 131,072 inserts of 24-byte
 /// keys into a `BTreeMap` took 63 ms with `memcmp`, 51 ms with this.
-pub(crate) fn compare(mut a: &[u8], mut b: &[u8]) -> Ordering {
+fn compare(mut a: &[u8], mut b: &[u8]) -> Ordering {
     while let (Some((x, rest_a)), Some((y, rest_b))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
         if x != y {
             return u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y));

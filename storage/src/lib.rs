@@ -42,6 +42,7 @@ mod lock;
 mod manifest;
 mod ordered;
 mod points;
+mod prefetch;
 mod record;
 mod region;
 mod runs;

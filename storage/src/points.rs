@@ -56,7 +56,7 @@ fn fill_shard(shard: &mut Shard, puts: &[(IndexKey, Loc)], which: &[u32]) {
     const AHEAD: usize = 16;
     for (n, &(_, i)) in order.iter().enumerate() {
         if let Some(&(_, ahead)) = order.get(n + AHEAD) {
-            crate::iter::prefetch(&puts[ahead as usize]);
+            crate::prefetch::prefetch(&puts[ahead as usize]);
         }
         let (key, loc) = &puts[i as usize];
         shard.locs.insert(key.clone(), *loc);

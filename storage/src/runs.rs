@@ -27,7 +27,7 @@ const SPLIT_MIN: usize = 1 << 14;
 ///
 /// `runs` are ranges of `items`, in order, covering it. A run that is not sorted by key
 /// (the active region's always, a damaged key index's perhaps) is sorted here first.
-pub(crate) fn newest(mut items: Vec<Found>, runs: &[Range<usize>]) -> Vec<Found> {
+pub(crate) fn newest(mut items: Vec<Found>, runs: &[Range<usize>]) -> impl Iterator<Item = Found> {
     for run in runs {
         let run = &mut items[run.clone()];
         if !run.is_sorted_by(|a, b| a.0 <= b.0) {
@@ -35,12 +35,9 @@ pub(crate) fn newest(mut items: Vec<Found>, runs: &[Range<usize>]) -> Vec<Found>
         }
     }
     let order = merge_order(&items, runs);
-    let mut out = Vec::with_capacity(order.len());
-    for i in order {
-        // Each index is taken once; the emptied slot is never read again.
-        out.push(std::mem::take(&mut items[i as usize]));
-    }
-    out
+    // Each index is taken once; the emptied slot is never read again. Handed out one by
+    // one, so the caller builds its index without a second list of every entry.
+    order.into_iter().map(move |i| std::mem::take(&mut items[i as usize]))
 }
 
 /// The indexes of the newest entry of every key, in key order, on two cores when there is
@@ -174,7 +171,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let (items, runs) = runs(sizes, seed, 151);
-            prop_assert_eq!(newest(items.clone(), &runs), model(&items));
+            prop_assert_eq!(newest(items.clone(), &runs).collect::<Vec<_>>(), model(&items));
         }
     }
 
@@ -183,6 +180,6 @@ mod tests {
     fn two_cores_merge_like_one() {
         let (items, runs) = runs(vec![(30_000, true), (5_000, false), (20_000, true), (9_000, false)], 42, 40_000);
         assert!(items.len() >= SPLIT_MIN);
-        assert_eq!(newest(items.clone(), &runs), model(&items));
+        assert_eq!(newest(items.clone(), &runs).collect::<Vec<_>>(), model(&items));
     }
 }
