@@ -54,7 +54,10 @@ impl Metrics {
         )?;
         let dim = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["dimension", "dir"]);
         let dim_keys = dim("jessy_dimension_keys", "Live keys in the dimension")?;
-        let dim_live_bytes = dim("jessy_dimension_live_bytes", "Bytes of live keys and values in the dimension")?;
+        let dim_live_bytes = dim(
+            "jessy_dimension_live_bytes",
+            "Bytes of the newest entry of every live key in the dimension (entry headers, keys and values)",
+        )?;
         let dim_disk_bytes = dim("jessy_dimension_disk_bytes", "Bytes the dimension's files take on disk")?;
         let dim_layers =
             dim("jessy_dimension_layers", "Log files of the dimension: its sealed layers plus the active region")?;

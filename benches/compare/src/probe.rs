@@ -7,9 +7,8 @@
 //! ```
 //!
 //! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10), put,
-//! batch. `--max-size BYTES` sets
-//! `Config::max_size` (default: `Config::default()`); `--durability none|immediate` the
-//! durability of put and batch (default immediate).
+//! batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
+//! `--durability none|immediate` the durability of put and batch (default immediate).
 
 use std::path::PathBuf;
 use std::time::Instant;
