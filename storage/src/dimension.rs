@@ -43,7 +43,7 @@ pub(crate) enum Blocking {
 }
 
 /// Where the newest version of a key lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Loc {
     pub layer: u32,
     /// Offset of the entry header in the layer file.

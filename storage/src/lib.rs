@@ -49,6 +49,7 @@ mod runs;
 mod segment;
 mod snapshot;
 mod store;
+mod table;
 mod ticket;
 mod value;
 mod verify;

@@ -18,6 +18,7 @@ use memmap2::Mmap;
 use parking_lot::RwLock;
 
 use crate::dimension::{IndexKey, Loc};
+use crate::table::Table;
 
 const SHARDS: usize = 32;
 
@@ -25,7 +26,8 @@ const SHARDS: usize = 32;
 type Hasher = foldhash::fast::RandomState;
 
 pub(crate) struct Points {
-    /// Picks the shard; each shard's map hashes with its own seed.
+    /// One hash per key: its top bits pick the shard, its low bits the slot in the shard's
+    /// table.
     hasher: Hasher,
     shards: Box<[Padded]>,
 }
@@ -36,30 +38,25 @@ struct Padded(RwLock<Shard>);
 
 #[derive(Default)]
 struct Shard {
-    locs: HashMap<IndexKey, Loc, Hasher>,
+    locs: Table,
     maps: HashMap<u32, Arc<Mmap>, foldhash::fast::FixedState>,
 }
 
-/// Inserts `puts[i]` for each `i` of `which` into `shard`, in the order of the buckets
-/// they land in. Inserted in key order, every key went to a random bucket of a table far
-/// larger than the cache (two misses per key); in bucket order the table is written from
-/// one end to the other. The order comes from the table's layout (hashbrown starts probing
-/// at `hash & (buckets - 1)`); were that layout different, the inserts would only be less
-/// local, never wrong.
-fn fill_shard(shard: &mut Shard, puts: &[(IndexKey, Loc)], which: &[u32]) {
+/// Inserts `puts[i]` for each `(hash, i)` of `which` into `shard`, in the order of the
+/// slots they land in. Inserted in key order, every key went to a random slot of a table
+/// far larger than the cache; in slot order the table is written from one end to the other.
+fn fill_shard(shard: &mut Shard, puts: &[(IndexKey, Loc)], which: &[(u64, u32)]) {
     shard.locs.reserve(which.len());
-    let mask = shard.locs.capacity().next_power_of_two() as u64 - 1;
-    let hasher = shard.locs.hasher();
-    let mut order: Vec<(u64, u32)> = which.iter().map(|&i| (hasher.hash_one(&puts[i as usize].0) & mask, i)).collect();
+    let mut order: Vec<(usize, u64, u32)> = which.iter().map(|&(h, i)| (shard.locs.home(h), h, i)).collect();
     order.sort_unstable();
     // `puts` is now read out of order: ask for the entries a few inserts ahead.
     const AHEAD: usize = 16;
-    for (n, &(_, i)) in order.iter().enumerate() {
-        if let Some(&(_, ahead)) = order.get(n + AHEAD) {
+    for (n, &(_, hash, i)) in order.iter().enumerate() {
+        if let Some(&(_, _, ahead)) = order.get(n + AHEAD) {
             crate::prefetch::prefetch(&puts[ahead as usize]);
         }
         let (key, loc) = &puts[i as usize];
-        shard.locs.insert(key.clone(), *loc);
+        shard.locs.insert(hash, key.clone(), *loc);
     }
 }
 
@@ -72,9 +69,10 @@ impl Points {
     /// Adds every key with a value found on open. Large fills run on two threads, each
     /// filling half of the shards: filling took a fifth of the time to reopen a million keys.
     pub fn fill(&self, puts: &[(IndexKey, Loc)]) {
-        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); SHARDS];
+        let mut by_shard: Vec<Vec<(u64, u32)>> = vec![Vec::new(); SHARDS];
         for (i, (key, _)) in puts.iter().enumerate() {
-            by_shard[self.shard_index(key)].push(i as u32);
+            let hash = self.hash(key);
+            by_shard[shard_index(hash)].push((hash, i as u32));
         }
         let fill = |shards: std::ops::Range<usize>| {
             for s in shards {
@@ -93,34 +91,37 @@ impl Points {
         });
     }
 
-    fn shard_index(&self, key: &[u8]) -> usize {
-        // The top bits: the shard map's own hashing uses the low ones.
-        (self.hasher.hash_one(key) >> 59) as usize % SHARDS
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    fn shard(&self, key: &[u8]) -> &Padded {
-        &self.shards[self.shard_index(key)]
+    fn shard(&self, hash: u64) -> &Padded {
+        &self.shards[shard_index(hash)]
     }
 
     /// Where `key`'s newest value is, with the map of its layer (`None` if the layer is not
     /// loaded: an index bug, reported by the caller).
     pub fn get(&self, key: &[u8]) -> Option<(Option<Arc<Mmap>>, Loc)> {
-        let shard = self.shard(key).0.read();
-        shard.locs.get(key).map(|loc| (shard.maps.get(&loc.layer).cloned(), *loc))
+        let hash = self.hash(key);
+        let shard = self.shard(hash).0.read();
+        shard.locs.get(hash, key).map(|loc| (shard.maps.get(&loc.layer).cloned(), *loc))
     }
 
     pub fn loc(&self, key: &[u8]) -> Option<Loc> {
-        self.shard(key).0.read().locs.get(key).copied()
+        let hash = self.hash(key);
+        self.shard(hash).0.read().locs.get(hash, key).copied()
     }
 
     /// Sets `key`'s location; returns the one it replaces.
     pub fn insert(&self, key: IndexKey, loc: Loc) -> Option<Loc> {
-        self.shard(&key).0.write().locs.insert(key, loc)
+        let hash = self.hash(&key);
+        self.shard(hash).0.write().locs.insert(hash, key, loc)
     }
 
     /// Forgets `key`; returns its location.
     pub fn remove(&self, key: &[u8]) -> Option<Loc> {
-        self.shard(key).0.write().locs.remove(key)
+        let hash = self.hash(key);
+        self.shard(hash).0.write().locs.remove(hash, key)
     }
 
     pub fn len(&self) -> usize {
@@ -139,6 +140,11 @@ impl Points {
             s.0.write().maps.remove(&layer);
         }
     }
+}
+
+/// The top bits: the shard's table uses the low ones.
+fn shard_index(hash: u64) -> usize {
+    (hash >> 59) as usize % SHARDS
 }
 
 #[cfg(test)]
