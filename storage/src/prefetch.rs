@@ -18,6 +18,20 @@ pub(crate) fn prefetch<T>(value: &T) {
     }
 }
 
+/// Asks the CPU to start loading every cache line of `items`.
+#[inline(always)]
+pub(crate) fn prefetch_slice<T>(items: &[T]) {
+    let start = items.as_ptr() as *const u8;
+    let size = std::mem::size_of_val(items);
+    // From the line of the first byte to the line of the last one.
+    let first = start as usize & !63;
+    let mut line = first;
+    while line < start as usize + size {
+        prefetch_line(start.wrapping_add(line - start as usize));
+        line += 64;
+    }
+}
+
 /// Asks the CPU to start loading the cache line of `byte`. Takes a pointer, not a
 /// reference: the byte may be padding, which no reference may point at.
 #[inline(always)]
