@@ -129,20 +129,27 @@ fn long_scans_cross_batches_in_both_directions() {
     let mut back = keys(d.iter().rev());
     back.reverse();
     assert_eq!(fwd, back);
-    let mut it = d.iter();
-    let mut front = Vec::new();
-    let mut rear = Vec::new();
-    for i in 0.. {
-        let next = if i % 3 == 0 { it.next_back().map(|r| (false, r)) } else { it.next().map(|r| (true, r)) };
-        match next {
-            Some((true, r)) => front.push(r.unwrap().0),
-            Some((false, r)) => rear.push(r.unwrap().0),
-            None => break,
+    // Both ends at once, with the default batches and with every kind of hint: each key
+    // exactly once, in order.
+    for hint in [None, Some(0), Some(1), Some(7), Some(999), Some(1000), Some(5000)] {
+        let mut it = match hint {
+            Some(n) => d.iter().batch_size(n),
+            None => d.iter(),
+        };
+        let mut front = Vec::new();
+        let mut rear = Vec::new();
+        for i in 0.. {
+            let next = if i % 3 == 0 { it.next_back().map(|r| (false, r)) } else { it.next().map(|r| (true, r)) };
+            match next {
+                Some((true, r)) => front.push(r.unwrap().0),
+                Some((false, r)) => rear.push(r.unwrap().0),
+                None => break,
+            }
         }
+        rear.reverse();
+        front.extend(rear);
+        assert_eq!(front, fwd, "batch_size {hint:?}");
     }
-    rear.reverse();
-    front.extend(rear);
-    assert_eq!(front, fwd);
 }
 
 #[test]

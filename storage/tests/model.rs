@@ -22,7 +22,8 @@ enum Step {
     /// Single writes through `submit_*`, all in flight before any callback is awaited.
     Submitted(Vec<(u8, Option<u16>)>),
     Get(u8),
-    Range(u8, u8, bool),
+    /// From, to, reversed, and a batch-size hint (`Iter::batch_size`), if any.
+    Range(u8, u8, bool, Option<u8>),
     Prefix(u8, bool),
     Reopen,
     Crash,
@@ -47,7 +48,8 @@ fn step() -> impl Strategy<Value = Step> {
         8 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..12).prop_map(Step::Batch),
         5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Submitted),
         15 => any::<u8>().prop_map(Step::Get),
-        5 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(a, b, r)| Step::Range(a, b, r)),
+        5 => (any::<u8>(), any::<u8>(), any::<bool>(), prop::option::of(0u8..40))
+            .prop_map(|(a, b, r, n)| Step::Range(a, b, r, n)),
         5 => (0u8..4, any::<bool>()).prop_map(|(p, r)| Step::Prefix(p, r)),
         2 => Just(Step::Reopen),
         2 => Just(Step::Crash),
@@ -133,17 +135,18 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let got = d.get(key(k)).unwrap().map(|v| v.to_vec());
                 prop_assert_eq!(got, model.get(&key(k)).cloned());
             }
-            Step::Range(a, b, rev) => {
+            Step::Range(a, b, rev, hint) => {
                 let (lo, hi) = (key(a).min(key(b)), key(a).max(key(b)));
                 let want: Vec<_> = model
                     .range::<Vec<u8>, _>((Bound::Included(&lo), Bound::Excluded(&hi)))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                let got = if rev {
-                    collect(d.range(lo.clone()..hi.clone()).rev())
-                } else {
-                    collect(d.range(lo.clone()..hi.clone()))
+                let iter = d.range(lo.clone()..hi.clone());
+                let iter = match hint {
+                    Some(n) => iter.batch_size(n as usize),
+                    None => iter,
                 };
+                let got = if rev { collect(iter.rev()) } else { collect(iter) };
                 let want = if rev { want.into_iter().rev().collect() } else { want };
                 prop_assert_eq!(got, want);
             }

@@ -6,8 +6,8 @@
 //! perf record -g -- jessy-compare probe get    --n 1000000 --dir /tmp/p --repeat 3
 //! ```
 //!
-//! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10), put,
-//! batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
+//! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10;
+//! `--hint 0` leaves out `Iter::batch_size`), put, batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
 //! `--durability none|immediate` the durability of put and batch (default immediate).
 
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ pub fn main(argv: &[String]) -> Res<()> {
     let (mut n, mut dir, mut repeat, mut max_size) = (1_000_000u64, PathBuf::from("/tmp/jessy-probe"), 1usize, None);
     let mut count = 0u64;
     let mut len = 10usize;
+    let mut hint = true;
     let mut durability = Durability::Immediate;
     let mut it = argv.iter().skip(1);
     while let Some(f) = it.next() {
@@ -34,6 +35,7 @@ pub fn main(argv: &[String]) -> Res<()> {
             "--repeat" => repeat = v.parse()?,
             "--count" => count = v.parse()?,
             "--len" => len = v.parse()?,
+            "--hint" => hint = v != "0",
             "--max-size" => max_size = Some(v.parse::<u64>()?),
             "--durability" => {
                 durability = match v.as_str() {
@@ -134,7 +136,9 @@ pub fn main(argv: &[String]) -> Res<()> {
                     }
                     _ => {
                         for i in Picks::new(0xA11CE, n).take(count as usize) {
-                            for kv in d.range(key(i).as_slice()..).take(len) {
+                            let iter = d.range(key(i).as_slice()..);
+                            let iter = if hint { iter.batch_size(len) } else { iter };
+                            for kv in iter.take(len) {
                                 sink += kv?.1.len();
                             }
                         }

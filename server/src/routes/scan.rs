@@ -250,7 +250,9 @@ pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): Origin
     let dim = state.store.get_dimension(&dim)?;
     let mut page = Page::new(params);
     if let Some(range) = key_range(&page.params) {
-        let iter = dim.range(range);
+        // A page reads `limit` items and one more (to know whether there are more): fetched
+        // from the index in one batch rather than in batches of 16, 32, 64.
+        let iter = dim.range(range).batch_size(page.params.limit.unwrap_or(DEFAULT_LIMIT).saturating_add(1));
         let iter: Box<dyn Iterator<Item = _> + Send> =
             if page.params.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
         // A short page (the usual one) is read right here: that costs less than the hop to
