@@ -26,6 +26,13 @@ use clap::{Parser, Subcommand};
 
 pub use failure::Failure;
 
+/// mimalloc instead of glibc's malloc: a request to `jessy serve` allocates and frees a few
+/// dozen small buffers (headers, bodies, log lines), and glibc's malloc and free were about 9%
+/// of the CPU of a GET (docs/BENCHMARKS.md, `## HTTP`). The storage library leaves the choice
+/// to the program that links it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Jessy: an embedded key-value store with a memory-mapped, log-structured engine.
 ///
 /// Every command but `serve` works on the data directory directly (`--data DIR`, else
