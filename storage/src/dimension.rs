@@ -63,8 +63,10 @@ pub(crate) struct State {
     /// Shared with `DimInner::points`, which reads it without this lock (points.rs).
     pub points: Arc<Points>,
     /// Open segments by layer id. Change them only with `add_segment` / `remove_segment`,
-    /// which keep the point index's table of maps in step.
+    /// which keep the point index's table of maps and `layers` in step.
     pub segments: BTreeMap<u32, Arc<Segment>>,
+    /// The same segments with their current maps, as one shared snapshot for scans.
+    pub layers: Arc<LayerMaps>,
     /// Live entry bytes per layer.
     pub layer_live: HashMap<u32, u64, foldhash::fast::FixedState>,
     pub live_bytes: u64,
@@ -101,6 +103,7 @@ impl State {
             ordered: Ordered::default(),
             points: Arc::new(Points::new()),
             segments: BTreeMap::new(),
+            layers: Arc::default(),
             layer_live: HashMap::default(),
             live_bytes: 0,
         }
@@ -109,24 +112,52 @@ impl State {
     pub fn add_segment(&mut self, seg: Arc<Segment>) {
         self.points.set_map(seg.layer_id, &seg.map());
         self.segments.insert(seg.layer_id, seg);
+        self.layers = Arc::new(LayerMaps::new(&self.segments));
     }
 
     pub fn remove_segment(&mut self, layer: u32) {
         self.points.remove_map(layer);
         self.segments.remove(&layer);
+        self.layers = Arc::new(LayerMaps::new(&self.segments));
     }
 
     /// After the segment of `layer` was mapped again (it grew).
     pub fn refresh_map(&mut self, layer: u32) {
         if let Some(seg) = self.segments.get(&layer) {
             self.points.set_map(layer, &seg.map());
+            self.layers = Arc::new(LayerMaps::new(&self.segments));
         }
     }
 
     pub fn segment(&self, layer: u32) -> Result<&Arc<Segment>> {
-        self.segments.get(&layer).ok_or_else(|| {
-            Error::corruption(PathBuf::from(format!("layer {layer}")), 0, "index points at a layer that is not loaded")
-        })
+        self.segments.get(&layer).ok_or_else(|| not_loaded(layer))
+    }
+}
+
+/// The error for an index entry that points at a layer the dimension does not have open.
+pub(crate) fn not_loaded(layer: u32) -> Error {
+    Error::corruption(PathBuf::from(format!("layer {layer}")), 0, "index points at a layer that is not loaded")
+}
+
+/// Every open segment with its map at the time, sorted by layer id. A scan takes the whole
+/// snapshot with one `Arc` clone, where it cloned a segment and took and cloned its map for
+/// each layer it read: with 10 MiB regions a range of 10 keys over a million reads about as
+/// many layers, and that was an eighth of its time. A new snapshot is made whenever a
+/// segment is added, removed or mapped again (a few times per region); holding one keeps its
+/// files mapped, as holding a `Value` does.
+#[derive(Default)]
+pub(crate) struct LayerMaps {
+    pub list: Vec<(u32, Arc<Segment>, Arc<memmap2::Mmap>)>,
+}
+
+impl LayerMaps {
+    fn new(segments: &BTreeMap<u32, Arc<Segment>>) -> LayerMaps {
+        LayerMaps { list: segments.iter().map(|(id, seg)| (*id, seg.clone(), seg.map())).collect() }
+    }
+
+    /// Where `layer` is in `list`.
+    pub fn position(&self, layer: u32) -> Option<usize> {
+        self.list.binary_search_by_key(&layer, |l| l.0).ok()
     }
 }
 

@@ -5,17 +5,17 @@
 //! The front and back each remember the last key they handed out and narrow the range
 //! past it, so the two ends never hand out the same key.
 //!
-//! The layers a batch points into are looked up once per iterator, not once per entry:
-//! a short range over a big store otherwise spends more time cloning `Arc`s and taking the
-//! map lock than reading values.
+//! The layers a batch points into come from one shared snapshot of the dimension's segments
+//! and maps (`State::layers`), taken once per iterator: a short range over a big store
+//! otherwise spends more time cloning `Arc`s and taking map locks than reading values.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use crate::dimension::{DimInner, IndexKey, Loc, State};
+use crate::dimension::{DimInner, IndexKey, LayerMaps, Loc, State};
 use crate::ordered::bounds_are_empty;
 use crate::prefetch::prefetch_line;
 use crate::segment::Segment;
@@ -37,14 +37,13 @@ const AHEAD: usize = 8;
 /// A key and where its value was when the batch was copied: a slot of `Iter::layers` and
 /// the location in it. The value is read and verified only when handed out, so a short
 /// scan does not pay for the whole batch. Keys up to 32 bytes stay inline (no allocation).
-type Pending = (IndexKey, Result<(usize, Loc)>);
+type Pending = (IndexKey, Result<(Slot, Loc)>);
 
-/// A layer some copied entry points into. Holding the segment and its map keeps both
-/// alive even if compaction replaces the layer while the iterator is out.
-struct Layer {
-    id: u32,
-    seg: Arc<Segment>,
-    map: Arc<Mmap>,
+/// A layer in one of the iterator's snapshots: `Layers::snaps[snap].list[pos]`.
+#[derive(Clone, Copy)]
+struct Slot {
+    snap: u32,
+    pos: u32,
 }
 
 /// Iterator over `(key, value)` pairs in key order; see [`Dimension::range`](crate::Dimension::range).
@@ -59,16 +58,15 @@ pub struct Iter {
     layers: Layers,
 }
 
-/// The layers the copied entries point into, each added on first use. A short scan
-/// touches a handful, so a list searched from the front beats a hash map it must build;
-/// past `LINEAR_MAX` layers (a long scan over many) a map of slots is kept too.
+/// The snapshots of the dimension's layers (`State::layers`) that copied entries point
+/// into. Usually one; another is taken when an entry points at a layer (or past a map's end)
+/// that the newest one does not have: a seal or a region's growth since. Holding them keeps
+/// the segments and maps alive even if compaction replaces the layers while the iterator is
+/// out.
 #[derive(Default)]
 struct Layers {
-    list: Vec<Layer>,
-    slots: HashMap<u32, usize, foldhash::fast::FixedState>,
+    snaps: Vec<Arc<LayerMaps>>,
 }
-
-const LINEAR_MAX: usize = 8;
 
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,21 +154,25 @@ impl Iter {
 
     fn resolve(&self, (key, at): Pending) -> Result<(Vec<u8>, Value)> {
         let (slot, loc) = at?;
-        // Slots only come from `slot()`, which pushed the layer.
-        let layer = &self.layers.list[slot];
-        let value = layer.seg.read_value(&layer.map, loc.off, Version(loc.seq), &key)?;
+        let (_, seg, map) = self.layers.get(slot);
+        let value = seg.read_value(map, loc.off, Version(loc.seq), &key)?;
         Ok((key.into_vec(), value))
     }
 }
 
 impl Layers {
+    /// The layer at `slot`; slots only come from `slot()`, which took the snapshot.
+    fn get(&self, slot: Slot) -> &(u32, Arc<Segment>, Arc<Mmap>) {
+        &self.snaps[slot.snap as usize].list[slot.pos as usize]
+    }
+
     /// Asks the CPU to start loading the entries `batch` points at. Keys that are neighbours
     /// in the index are scattered over the log, so each read is a cache miss; issued ahead
     /// (`AHEAD` entries) they overlap instead of waiting for each other.
     fn prefetch<'a>(&self, batch: impl Iterator<Item = &'a Pending>) {
         for (_, at) in batch {
             if let Ok((slot, loc)) = at {
-                let map = &self.list[*slot].map;
+                let map = &self.get(*slot).2;
                 let start = loc.off as usize;
                 let end = (start + loc.size as usize).min(map.len());
                 let mut at = start;
@@ -182,33 +184,30 @@ impl Layers {
         }
     }
 
-    /// The slot of `loc`'s layer in `self.list`, adding the layer on first use. The
-    /// active region grows and is mapped again; a map too short for `loc` is refreshed.
-    fn slot(&mut self, state: &State, loc: &Loc) -> Result<usize> {
+    /// Where `loc`'s layer is in the newest snapshot, taking the state's current one first
+    /// if the newest lacks the layer or maps too little of it (see `Layers`).
+    fn slot(&mut self, state: &State, loc: &Loc) -> Result<Slot> {
+        if let Some(slot) = self.find(loc) {
+            return Ok(slot);
+        }
+        let current = &state.layers;
+        if !self.snaps.last().is_some_and(|s| Arc::ptr_eq(s, current)) {
+            self.snaps.push(current.clone());
+            if let Some(slot) = self.find(loc) {
+                return Ok(slot);
+            }
+        }
+        // Even the state's own snapshot does not map all of `loc`: the read reports it.
+        let pos = current.position(loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
+        Ok(Slot { snap: (self.snaps.len() - 1) as u32, pos: pos as u32 })
+    }
+
+    /// `loc`'s layer in the newest snapshot, if it maps all of `loc`.
+    fn find(&self, loc: &Loc) -> Option<Slot> {
+        let snap = self.snaps.last()?;
+        let pos = snap.position(loc.layer)?;
         let end = loc.off as usize + loc.size as usize;
-        let found = if self.list.len() <= LINEAR_MAX {
-            self.list.iter().position(|l| l.id == loc.layer)
-        } else {
-            self.slots.get(&loc.layer).copied()
-        };
-        if let Some(i) = found {
-            let layer = &mut self.list[i];
-            if layer.map.len() < end {
-                layer.map = layer.seg.map();
-            }
-            return Ok(i);
-        }
-        let seg = state.segment(loc.layer)?.clone();
-        let map = seg.map();
-        self.list.push(Layer { id: loc.layer, seg, map });
-        if self.list.len() > LINEAR_MAX {
-            if self.slots.is_empty() {
-                self.slots.extend(self.list.iter().enumerate().map(|(i, l)| (l.id, i)));
-            } else {
-                self.slots.insert(loc.layer, self.list.len() - 1);
-            }
-        }
-        Ok(self.list.len() - 1)
+        (snap.list[pos].2.len() >= end).then_some(Slot { snap: (self.snaps.len() - 1) as u32, pos: pos as u32 })
     }
 }
 

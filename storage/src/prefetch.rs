@@ -23,12 +23,14 @@ pub(crate) fn prefetch<T>(value: &T) {
 pub(crate) fn prefetch_slice<T>(items: &[T]) {
     let start = items.as_ptr() as *const u8;
     let size = std::mem::size_of_val(items);
-    // From the line of the first byte to the line of the last one.
-    let first = start as usize & !63;
-    let mut line = first;
-    while line < start as usize + size {
-        prefetch_line(start.wrapping_add(line - start as usize));
-        line += 64;
+    // A byte every 64 is in every line but perhaps the last one's; the last byte is in that.
+    let mut at = 0;
+    while at < size {
+        prefetch_line(start.wrapping_add(at));
+        at += 64;
+    }
+    if size > 0 {
+        prefetch_line(start.wrapping_add(size - 1));
     }
 }
 

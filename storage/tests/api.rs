@@ -228,6 +228,38 @@ fn a_second_opener_is_refused_naming_the_holder() {
 }
 
 #[test]
+fn an_iterator_reads_layers_written_grown_and_compacted_after_it_started() {
+    // The iterator takes a snapshot of the layers on its first refill. Keys written after
+    // that, into a region that then grew and sealed into new layers, and layers compaction
+    // replaced, must all be read from where they are when each later batch is copied.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::None));
+    let d = store.dimension("default").unwrap();
+    for i in 0..40u32 {
+        d.put(format!("k{i:04}"), value(i as usize, 100)).unwrap();
+    }
+    let mut it = d.iter().batch_size(1);
+    let (first, _) = it.next().unwrap().unwrap();
+    assert_eq!(first, b"k0000");
+    for i in 40..400u32 {
+        d.put(format!("k{i:04}"), value(i as usize, 100)).unwrap();
+    }
+    // Overwrites make the early layers dead enough to compact.
+    for i in 0..400u32 {
+        d.put(format!("k{i:04}"), value(i as usize + 1, 100)).unwrap();
+    }
+    d.compact().unwrap();
+    let rest: Vec<_> = it.map(|r| r.unwrap()).collect();
+    assert_eq!(rest.len(), 399);
+    for (n, (k, v)) in rest.iter().enumerate() {
+        let i = n + 1;
+        assert_eq!(k, format!("k{i:04}").as_bytes());
+        // Each value is one that key had: the first, or the overwrite.
+        assert!(*v == value(i, 100)[..] || *v == value(i + 1, 100)[..], "key {i}");
+    }
+}
+
+#[test]
 fn values_outlive_writes_growth_and_sealing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), small(Durability::None));
