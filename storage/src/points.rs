@@ -112,6 +112,12 @@ impl Points {
         self.shard(hash).0.read().locs.get(hash, key).copied()
     }
 
+    /// Asks the CPU to load the slot where `key`'s lookup or insert will start.
+    pub fn prefetch(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        self.shard(hash).0.read().locs.prefetch(hash);
+    }
+
     /// Sets `key`'s location; returns the one it replaces.
     pub fn insert(&self, key: IndexKey, loc: Loc) -> Option<Loc> {
         let hash = self.hash(&key);

@@ -85,6 +85,13 @@ impl Table {
         self.find(hash, key).map(|i| &self.slots[i].loc)
     }
 
+    /// Asks the CPU to load the slot where a key with `hash` starts its probe.
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(slot) = self.slots.get(self.home(hash)) {
+            crate::prefetch::prefetch(slot);
+        }
+    }
+
     /// Makes room for `additional` more keys without growing again.
     pub fn reserve(&mut self, additional: usize) {
         let need = self.len + additional;
