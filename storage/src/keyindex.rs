@@ -78,16 +78,34 @@ impl Recorder {
     }
 
     /// Encodes the key index of the file, whose records end at `data_end`.
-    pub fn encode(mut self, dimension_id: u32, layer_id: u32, data_end: u32) -> Recording {
+    pub fn encode(self, dimension_id: u32, layer_id: u32, data_end: u32) -> Recording {
         let records = self.items.len() as u64;
         let min_seq = self.items.iter().map(|i| i.seq).min().unwrap_or(0);
         let max_seq = self.items.iter().map(|i| i.seq).max().unwrap_or(0);
-        // A key's newest entry in the file is its last one: a stable sort by key keeps the
-        // entries of one key in the order they were written.
-        let items = &mut self.items;
-        items.sort_by(by_key);
-        let newest = items.iter().enumerate().filter(|(i, it)| items.get(i + 1).is_none_or(|next| next.key != it.key));
-        let index_items = newest.map(|(_, it)| KeyItem {
+        // A key's newest entry in the file is its last one: ordered by key, then by offset
+        // (offsets grow with the writes), the last entry of each key's run is its newest.
+        // Sorting (head, position) pairs moves 12 bytes per swap where sorting the entries
+        // moved 64, and compares integers: the stable sort of the entries by key was a fifth
+        // of the CPU of `Store::bulk_load`.
+        let items = &self.items;
+        let mut order: Vec<(u64, u32)> = {
+            let common = common_prefix(items.iter().map(|it| &*it.key));
+            items.iter().enumerate().map(|(i, it)| (crate::ordered::head(&it.key, common), i as u32)).collect()
+        };
+        // Heads (8 key bytes after the shared prefix, as an integer) order keys that differ
+        // in them; only equal heads need the keys compared.
+        order.sort_unstable_by(|&(ha, a), &(hb, b)| {
+            ha.cmp(&hb).then_with(|| {
+                let (a, b) = (&items[a as usize], &items[b as usize]);
+                a.key.cmp(&b.key).then(a.offset.cmp(&b.offset))
+            })
+        });
+        let at = |n: usize| order.get(n).map(|&(_, i)| &items[i as usize]);
+        let newest = (0..order.len()).filter_map(|n| {
+            let it = at(n)?;
+            at(n + 1).is_none_or(|next| next.key != it.key).then_some(it)
+        });
+        let index_items = newest.map(|it| KeyItem {
             kind: it.kind,
             key: &it.key,
             value_len: it.value_len,
@@ -99,8 +117,17 @@ impl Recorder {
     }
 }
 
-fn by_key(a: &Recorded, b: &Recorded) -> std::cmp::Ordering {
-    a.key.cmp(&b.key)
+/// How many leading bytes all of `keys` share.
+fn common_prefix<'a>(mut keys: impl Iterator<Item = &'a [u8]>) -> usize {
+    let Some(first) = keys.next() else { return 0 };
+    let mut common = first.len();
+    for key in keys {
+        common = first[..common].iter().zip(key).take_while(|(a, b)| a == b).count();
+        if common == 0 {
+            break;
+        }
+    }
+    common
 }
 
 /// Encodes a key index. `data_end` is where the layer's records end.
@@ -269,6 +296,46 @@ mod tests {
         let idx = KeyIndex::decode(recording.bytes).unwrap();
         let got: Vec<_> = idx.iter().map(|it| (it.key.to_vec(), (it.kind, it.value_len, it.offset, it.seq))).collect();
         assert_eq!(got, newest.into_iter().collect::<Vec<_>>());
+    }
+
+    proptest::proptest! {
+        /// Keys that share prefixes, are prefixes of each other, hold zero bytes and differ
+        /// only past their first 8 bytes after the shared prefix (equal heads), written
+        /// several times each: the index lists each key once, in byte order, with its last
+        /// entry, as a `BTreeMap` of the writes keeps it.
+        #[test]
+        fn the_index_matches_a_map_of_the_writes(
+            keys in proptest::collection::vec(
+                (0usize..3, proptest::collection::vec(proptest::prelude::prop_oneof![proptest::prelude::Just(0u8), proptest::prelude::Just(1u8), proptest::prelude::Just(255u8)], 0..12)),
+                1..200,
+            ),
+        ) {
+            let mut rec = Recorder::default();
+            let mut newest = std::collections::BTreeMap::new();
+            for (i, (prefix, tail)) in keys.iter().enumerate() {
+                let mut key = [&b"tenant/"[..], b"tenant/zzzzzzzz", b"t"][*prefix].to_vec();
+                key.extend_from_slice(tail);
+                if key.is_empty() {
+                    continue;
+                }
+                let i = i as u32;
+                rec.push(Kind::Put, &key, i, 100 + i * 10, u64::from(i));
+                newest.insert(key, (i, 100 + i * 10));
+            }
+            let idx = KeyIndex::decode(rec.encode(1, 2, 100_000).bytes).unwrap();
+            let got: Vec<_> = idx.iter().map(|it| (it.key.to_vec(), (it.value_len, it.offset))).collect();
+            proptest::prop_assert_eq!(got, newest.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn common_prefix_of_keys() {
+        let keys: [&[u8]; 3] = [b"abcd", b"abx", b"abcde"];
+        assert_eq!(common_prefix(keys.into_iter()), 2);
+        assert_eq!(common_prefix([&b"abc"[..], b"ab"].into_iter()), 2);
+        assert_eq!(common_prefix([&b"abc"[..]].into_iter()), 3);
+        assert_eq!(common_prefix(std::iter::empty()), 0);
+        assert_eq!(common_prefix([&b"x"[..], b"y"].into_iter()), 0);
     }
 
     /// A damaged item is named by where it starts in the file (checksum forged to match, so

@@ -183,7 +183,7 @@ fn below_in_blocks(items: &[u64], blocks: usize, p: impl Fn(u64) -> bool) -> usi
 /// Up to 8 bytes of `key` after its first `common`, big-endian and padded with zeros: for
 /// keys that share those `common` bytes, a smaller head means a smaller key (padding ranks a
 /// shorter key before its extensions, as byte order does).
-fn head(key: &[u8], common: usize) -> u64 {
+pub(crate) fn head(key: &[u8], common: usize) -> u64 {
     let rest = key.get(common..).unwrap_or(&[]);
     let mut bytes = [0u8; 8];
     let n = rest.len().min(8);
