@@ -5,25 +5,20 @@
 /// Asks the CPU to start loading the cache lines that hold `value`.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
-    let start = value as *const T as *const u8;
-    let size = std::mem::size_of::<T>();
-    let mut at = 0;
-    while at < size {
-        prefetch_line(start.wrapping_add(at));
-        at += 64;
-    }
-    // The last byte too: an object that straddles a line boundary spans one more line.
-    if size > 0 {
-        prefetch_line(start.wrapping_add(size - 1));
-    }
+    prefetch_bytes(value as *const T as *const u8, std::mem::size_of::<T>());
 }
 
 /// Asks the CPU to start loading every cache line of `items`.
 #[inline(always)]
 pub(crate) fn prefetch_slice<T>(items: &[T]) {
-    let start = items.as_ptr() as *const u8;
-    let size = std::mem::size_of_val(items);
-    // A byte every 64 is in every line but perhaps the last one's; the last byte is in that.
+    prefetch_bytes(items.as_ptr() as *const u8, std::mem::size_of_val(items));
+}
+
+/// Asks for every cache line of the `size` bytes at `start`.
+#[inline(always)]
+fn prefetch_bytes(start: *const u8, size: usize) {
+    // A byte every 64 is in every line but perhaps the last; the last byte is in that one
+    // (bytes that straddle a line boundary span one line more than `size / 64`).
     let mut at = 0;
     while at < size {
         prefetch_line(start.wrapping_add(at));
