@@ -127,22 +127,24 @@ impl State {
     }
 
     pub fn add_segment(&mut self, seg: Arc<Segment>) {
-        self.points.set_map(seg.layer_id, &seg.map());
+        let map = seg.map();
+        self.points.set_map(seg.layer_id, &map);
+        Arc::make_mut(&mut self.layers).set(seg.layer_id, &seg, map);
         self.segments.insert(seg.layer_id, seg);
-        self.layers = Arc::new(LayerMaps::new(&self.segments));
     }
 
     pub fn remove_segment(&mut self, layer: u32) {
         self.points.remove_map(layer);
+        Arc::make_mut(&mut self.layers).remove(layer);
         self.segments.remove(&layer);
-        self.layers = Arc::new(LayerMaps::new(&self.segments));
     }
 
     /// After the segment of `layer` was mapped again (it grew).
     pub fn refresh_map(&mut self, layer: u32) {
         if let Some(seg) = self.segments.get(&layer) {
-            self.points.set_map(layer, &seg.map());
-            self.layers = Arc::new(LayerMaps::new(&self.segments));
+            let map = seg.map();
+            self.points.set_map(layer, &map);
+            Arc::make_mut(&mut self.layers).set(layer, seg, map);
         }
     }
 
@@ -159,17 +161,29 @@ pub(crate) fn not_loaded(layer: u32) -> Error {
 /// Every open segment with its map at the time, sorted by layer id. A scan takes the whole
 /// snapshot with one `Arc` clone, where it cloned a segment and took and cloned its map for
 /// each layer it read: with 10 MiB regions a range of 10 keys over a million reads about as
-/// many layers, and that was an eighth of its time. A new snapshot is made whenever a
-/// segment is added, removed or mapped again (a few times per region); holding one keeps its
-/// files mapped, as holding a `Value` does.
-#[derive(Default)]
+/// many layers, and that was an eighth of its time. The state changes it in place with
+/// `Arc::make_mut` when a segment is added, removed or mapped again: while no scan holds it
+/// (as when open adds every layer) that costs no copy; while one does, the scan keeps its
+/// snapshot, and with it the files mapped, as holding a `Value` does.
+#[derive(Default, Clone)]
 pub(crate) struct LayerMaps {
     pub list: Vec<(u32, Arc<Segment>, Arc<memmap2::Mmap>)>,
 }
 
 impl LayerMaps {
-    fn new(segments: &BTreeMap<u32, Arc<Segment>>) -> LayerMaps {
-        LayerMaps { list: segments.iter().map(|(id, seg)| (*id, seg.clone(), seg.map())).collect() }
+    /// Adds `layer`, or replaces its segment and map.
+    fn set(&mut self, layer: u32, seg: &Arc<Segment>, map: Arc<memmap2::Mmap>) {
+        let entry = (layer, seg.clone(), map);
+        match self.list.binary_search_by_key(&layer, |l| l.0) {
+            Ok(i) => self.list[i] = entry,
+            Err(i) => self.list.insert(i, entry),
+        }
+    }
+
+    fn remove(&mut self, layer: u32) {
+        if let Some(i) = self.position(layer) {
+            self.list.remove(i);
+        }
     }
 
     /// Where `layer` is in `list`.
