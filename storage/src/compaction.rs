@@ -65,6 +65,9 @@ impl DimInner {
     /// Runs one compaction now (see the module docs).
     pub fn compact(&self) -> Result<CompactReport> {
         let mut futile = self.compacting.lock();
+        // A layer sealed a moment ago may still be getting its key index: let it finish
+        // before its files are read or removed.
+        self.finish_key_index();
         self.check_live()?;
         self.shared.check_writable()?;
         let (picked, others) = self.pick(&futile);

@@ -48,12 +48,25 @@ struct Recorded {
 /// What encoding a recorder gives: the key index and what the manifest says of the file.
 pub(crate) struct Recording {
     pub bytes: Vec<u8>,
+    pub summary: Summary,
+}
+
+impl Recording {
+    /// See [`Summary::layer_entry`].
+    pub fn layer_entry(&self, layer_id: u32, data_end: u64) -> LayerEntry {
+        self.summary.layer_entry(layer_id, data_end)
+    }
+}
+
+/// What the manifest says of a log file's records: how many, and their sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Summary {
     pub records: u64,
     pub min_seq: u64,
     pub max_seq: u64,
 }
 
-impl Recording {
+impl Summary {
     /// The manifest entry of sealed layer `layer_id`, whose records end at `data_end`
     /// (live bytes unknown: only the in-memory index knows them).
     pub fn layer_entry(&self, layer_id: u32, data_end: u64) -> LayerEntry {
@@ -77,11 +90,19 @@ impl Recorder {
         self.items.push(Recorded { key: IndexKey::from_slice(key), kind, value_len, offset, seq });
     }
 
+    /// The record count and sequence range, without encoding the index: a seal publishes
+    /// the layer with this and encodes the index afterwards (dimension.rs, `seal_synced`).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            records: self.items.len() as u64,
+            min_seq: self.items.iter().map(|i| i.seq).min().unwrap_or(0),
+            max_seq: self.items.iter().map(|i| i.seq).max().unwrap_or(0),
+        }
+    }
+
     /// Encodes the key index of the file, whose records end at `data_end`.
     pub fn encode(self, dimension_id: u32, layer_id: u32, data_end: u32) -> Recording {
-        let records = self.items.len() as u64;
-        let min_seq = self.items.iter().map(|i| i.seq).min().unwrap_or(0);
-        let max_seq = self.items.iter().map(|i| i.seq).max().unwrap_or(0);
+        let summary = self.summary();
         // A key's newest entry in the file is its last one: ordered by key, then by offset
         // (offsets grow with the writes), the last entry of each key's run is its newest.
         // Sorting (head, position) pairs moves 12 bytes per swap where sorting the entries
@@ -113,7 +134,7 @@ impl Recorder {
             seq: it.seq,
         });
         let bytes = encode(dimension_id, layer_id, data_end, index_items);
-        Recording { bytes, records, min_seq, max_seq }
+        Recording { bytes, summary }
     }
 }
 
@@ -291,8 +312,9 @@ mod tests {
             newest.insert(key, (kind, i, i * 10, seq));
         }
         let recording = rec.encode(1, 2, n * 10);
-        assert_eq!(recording.records, u64::from(n));
-        assert_eq!((recording.min_seq, recording.max_seq), (0, u64::from((n - 1) / 3)));
+        let Summary { records, min_seq, max_seq } = recording.summary;
+        assert_eq!(records, u64::from(n));
+        assert_eq!((min_seq, max_seq), (0, u64::from((n - 1) / 3)));
         let idx = KeyIndex::decode(recording.bytes).unwrap();
         let got: Vec<_> = idx.iter().map(|it| (it.key.to_vec(), (it.kind, it.value_len, it.offset, it.seq))).collect();
         assert_eq!(got, newest.into_iter().collect::<Vec<_>>());

@@ -31,6 +31,9 @@ pub(crate) struct Capture {
 pub(crate) fn copy_dimension(io: &dyn Io, dim: &DimInner, dest: &Path) -> Result<()> {
     let _no_compaction = dim.compacting.lock();
     let cap = dim.capture()?;
+    // The newest layer captured may still be getting its key index (dimension.rs,
+    // `seal_synced`).
+    dim.finish_key_index();
     let out = DimPaths::at(dest);
     io.create_dir_all(&out.layers()).map_err(Error::io("create directory", out.layers()))?;
     for (layer, seg) in &cap.sealed {

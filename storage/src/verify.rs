@@ -64,6 +64,9 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
             return;
         }
     };
+    // The newest layer captured may still be getting its key index (a seal writes it
+    // afterwards); a seal after the capture only adds a layer this run does not check.
+    dim.finish_key_index();
     let mut logs: Vec<(std::sync::Arc<crate::segment::Segment>, usize, Option<u32>)> =
         cap.sealed.iter().map(|(id, seg)| (seg.clone(), 0, Some(*id))).collect();
     logs.push((cap.region.clone(), cap.region_end, None));

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
@@ -365,4 +366,100 @@ fn an_index_pointing_at_another_keys_entry_is_reported_not_answered() {
     assert!(err.to_string().contains(".mmap"), "names the file: {err}");
     let err = d.range(swapped.clone()..).next().unwrap().unwrap_err();
     assert!(err.to_string().contains("another key"), "{err}");
+}
+
+/// Real I/O, but a key index takes 20 ms to be renamed into place: the thread writing it is
+/// still running when the checks after a seal begin.
+#[derive(Default)]
+struct SlowKeyIndex(jessy_storage::io::StdIo);
+
+impl Io for SlowKeyIndex {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn jessy_storage::io::IoFile>> {
+        self.0.open(path, create)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        if from.to_string_lossy().ends_with(".keys.tmp") {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.0.rename(from, to)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.0.hard_link(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.0.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.0.remove_dir_all(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.0.create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.0.sync_dir(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<PathBuf>> {
+        self.0.read_dir(path)
+    }
+}
+
+/// A seal publishes its layer first and writes the layer's key index afterwards, on a thread
+/// of its own (docs/FORMAT.md, "Sealing"). Whatever reads layer files right after a seal
+/// (`verify`, a snapshot) or closes the store must wait for that index, and the state in
+/// between (layer listed, index not yet written) must reopen with nothing lost.
+#[test]
+fn a_key_index_written_after_its_seal_is_there_for_verify_snapshots_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate).io(Arc::new(SlowKeyIndex::default())));
+    let d = store.dimension("default").unwrap();
+    let (mut layers, mut seals, mut written) = (0, 0, 0);
+    // Each check right after a seal: verify after odd ones, a snapshot after even ones, and
+    // closing after the last.
+    while seals < 12 {
+        d.put(format!("key{written:04}"), value(written, 100)).unwrap();
+        written += 1;
+        if d.stats().layers == layers {
+            continue;
+        }
+        layers = d.stats().layers;
+        seals += 1;
+        if seals % 2 == 1 {
+            let report = store.verify();
+            assert!(report.is_ok(), "verify right after seal {seals}: {:?}", report.problems);
+        } else if seals < 12 {
+            let snap = tempfile::tempdir().unwrap();
+            let dest = snap.path().join("s");
+            store.snapshot(&dest).unwrap();
+            let copied = std::fs::read_dir(dest.join("consciousness/D01/layers")).unwrap();
+            let names: Vec<String> = copied.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            for log in names.iter().filter(|n| n.ends_with(".mmap")) {
+                let keys = log.replace(".mmap", ".keys");
+                assert!(names.contains(&keys), "snapshot after seal {seals} lacks {keys}: {names:?}");
+            }
+        }
+    }
+    drop(d);
+    store.close().unwrap();
+
+    let layers_dir = dir.path().join("consciousness/D01/layers");
+    let mut logs: Vec<_> = std::fs::read_dir(&layers_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mmap"))
+        .collect();
+    logs.sort();
+    for log in &logs {
+        assert!(log.with_extension("keys").exists(), "{} has no key index after close", log.display());
+    }
+    // The state a crash between publishing the newest layer and writing its index leaves.
+    let newest = logs.last().unwrap().with_extension("keys");
+    std::fs::remove_file(&newest).unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len() as usize, written);
+    for i in 0..written {
+        assert_eq!(d.get(format!("key{i:04}")).unwrap().unwrap().as_bytes(), value(i, 100), "key{i:04}");
+    }
+    assert!(newest.exists(), "open rebuilt the missing key index");
+    assert!(store.verify().is_ok());
 }
