@@ -82,6 +82,70 @@ fn batches_are_atomic_and_ordered() {
     d.write(WriteBatch::new()).unwrap();
 }
 
+/// Batches of 4,096 updates or more change the two in-memory indexes on two threads; puts,
+/// deletes (of present and absent keys) and repeats of a key in one batch must end as they
+/// would one at a time.
+#[test]
+fn large_batches_with_repeats_and_deletes_end_as_small_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let (big, small) = (store.dimension("big").unwrap(), store.dimension("small").unwrap());
+    let mut model = std::collections::BTreeMap::new();
+    for i in 0..3000u64 {
+        let (k, v) = (format!("key{i:05}"), format!("first{i}"));
+        big.put(&k, &v).unwrap();
+        small.put(&k, &v).unwrap();
+        model.insert(k.into_bytes(), v.into_bytes());
+    }
+    let mut ops = Vec::new();
+    let mut s = 0x1234_5678_u64;
+    for n in 0..12_000u64 {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let k = format!("key{:05}", (s >> 33) % 6000).into_bytes();
+        let put = !(s >> 20).is_multiple_of(3);
+        ops.push((k.clone(), put.then(|| format!("v{n}").repeat(1 + (n % 5) as usize).into_bytes())));
+        match put {
+            true => model.insert(k, ops.last().unwrap().1.clone().unwrap()),
+            false => model.remove(&k),
+        };
+    }
+    let batch = |ops: &[(Vec<u8>, Option<Vec<u8>>)]| {
+        let mut b = WriteBatch::new();
+        for (k, v) in ops {
+            match v {
+                Some(v) => b.push_put(k, v),
+                None => b.push_delete(k),
+            }
+        }
+        b
+    };
+    big.write(batch(&ops)).unwrap();
+    for chunk in ops.chunks(1000) {
+        small.write(batch(chunk)).unwrap();
+    }
+    let check = |store: &Store, when: &str| {
+        let (big, small) = (store.dimension("big").unwrap(), store.dimension("small").unwrap());
+        assert_eq!(big.len(), model.len(), "{when}");
+        // Thousands of entries: report the first difference, not both lists.
+        let all: Vec<(Vec<u8>, Vec<u8>)> = big.iter().map(|r| r.map(|(k, v)| (k, v.to_vec())).unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+        let first = all.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(all == want, "{when}: a scan differs at entry {first:?} (lengths {} and {})", all.len(), want.len());
+        let back: Vec<Vec<u8>> = big.iter().rev().map(|r| r.unwrap().0).collect();
+        assert!(back.iter().eq(model.keys().rev()), "{when}: a reverse scan differs");
+        for i in 0..6000 {
+            let k = format!("key{i:05}");
+            assert_eq!(big.get(&k).unwrap().map(|v| v.to_vec()), model.get(k.as_bytes()).cloned(), "{when}: {k}");
+        }
+        assert_eq!(big.stats().live_bytes, small.stats().live_bytes, "{when}: live bytes");
+        assert!(store.verify().is_ok(), "{when}: {:?}", store.verify().problems);
+    };
+    check(&store, "after the batch");
+    drop((big, small));
+    store.close().unwrap();
+    check(&open(dir.path(), Config::default()), "after reopening");
+}
+
 fn keys(it: impl Iterator<Item = jessy_storage::Result<(Vec<u8>, jessy_storage::Value)>>) -> Vec<Vec<u8>> {
     it.map(|r| r.unwrap().0).collect()
 }
