@@ -1202,7 +1202,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
 /// active region's frames; `runs` says where each starts and ends): one merge gives the
 /// ordered index its base array and the point index its entries.
 fn build_index(state: &mut State, items: Vec<Found>, runs: &[Range<usize>]) {
-    let mut puts: Vec<(IndexKey, Loc)> = Vec::with_capacity(items.len());
+    let mut puts: Vec<(IndexKey, Loc)> = crate::hugepage::vec_with_capacity(items.len());
     for (key, _, loc) in crate::runs::newest(items, runs) {
         if let Some(loc) = loc {
             *state.layer_live.entry(loc.layer).or_insert(0) += loc.size as u64;

@@ -33,6 +33,7 @@ mod compaction;
 mod config;
 mod dimension;
 mod error;
+mod hugepage;
 pub mod io;
 mod iter;
 mod key;

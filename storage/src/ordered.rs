@@ -89,7 +89,8 @@ impl Base {
             (Some(a), Some(b)) => a.0.iter().zip(b.0.iter()).take_while(|(x, y)| x == y).count(),
             _ => 0,
         };
-        let heads: Vec<u64> = entries.iter().map(|e| head(&e.0, common)).collect();
+        let mut heads = crate::hugepage::vec_with_capacity(entries.len());
+        heads.extend(entries.iter().map(|e| head(&e.0, common)));
         let fences: Vec<u64> = heads.iter().step_by(FENCE).copied().collect();
         let tops = fences.iter().step_by(FENCE).copied().collect();
         Base { entries, common, heads, fences, tops }
@@ -97,7 +98,7 @@ impl Base {
 
     /// A new base: this one with `delta` applied.
     fn merged(&self, delta: &Delta) -> Base {
-        let mut out = Vec::with_capacity(self.entries.len() + delta.len());
+        let mut out = crate::hugepage::vec_with_capacity(self.entries.len() + delta.len());
         let mut old = self.entries.iter().peekable();
         for (key, loc) in delta {
             while let Some(e) = old.next_if(|e| e.0 < *key) {

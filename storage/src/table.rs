@@ -106,7 +106,9 @@ impl Table {
     }
 
     fn resize(&mut self, slots: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); slots]);
+        let mut fresh = crate::hugepage::vec_with_capacity(slots);
+        fresh.resize(slots, Slot::default());
+        let old = std::mem::replace(&mut self.slots, fresh);
         let mask = self.mask();
         for slot in old.into_iter().filter(|s| s.hash != EMPTY) {
             let mut i = slot.hash as usize & mask;
