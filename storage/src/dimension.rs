@@ -308,6 +308,8 @@ pub(crate) struct DimInner {
     /// The thread writing the key index of the last sealed layer, if it may still run
     /// (see `seal_synced`).
     key_index: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Grows the active region ahead of need (growth.rs).
+    pub grower: crate::growth::Grower,
 }
 
 /// A handle to one dimension of a [`Store`](crate::Store): cheap to clone, `Send + Sync`.
@@ -687,7 +689,34 @@ impl DimInner {
         } else {
             self.state.write().apply_all(updates);
         }
+        self.grow_ahead(&mut w);
         Ok(Some(seq))
+    }
+
+    /// Maps a growth of the region that finished, and starts the next once half the
+    /// region is written (growth.rs). The write before it has succeeded, so nothing here
+    /// may fail it: a failure only leaves the growing to `make_room`.
+    fn grow_ahead(&self, w: &mut Writer) {
+        if let Some(to) = self.grower.take(w.region.layer_id, false) {
+            if let Err(e) = self.install_growth(w, to) {
+                tracing::warn!(error = %e, "could not map the grown region; the next write that needs the room retries");
+            }
+        }
+        let max = self.shared.config.max_size;
+        if w.capacity < max && w.offset >= w.capacity / 2 {
+            let to = w.capacity.saturating_mul(2).max(self.shared.config.initial_size).min(max);
+            self.grower.start(&w.region, to, self.id);
+        }
+    }
+
+    /// Takes the region's file, grown to `to` bytes, into use.
+    fn install_growth(&self, w: &mut Writer, to: u64) -> Result<()> {
+        if to > w.capacity {
+            w.region.remap()?;
+            self.state.write().refresh_map(w.region.layer_id);
+            w.capacity = to;
+        }
+        Ok(())
     }
 
     /// Records in `index.json`, durably, that sequence numbers up to a block ahead are
@@ -856,7 +885,15 @@ impl DimInner {
     fn make_room(&self, w: &mut Writer, need: u64) -> Result<()> {
         let max = self.shared.config.max_size;
         if w.offset + need > max {
+            // The file growing is about to become a sealed layer.
+            self.grower.finish();
             self.seal(w)?;
+        }
+        if w.offset + need > w.capacity {
+            // A growth under way probably covers it.
+            if let Some(to) = self.grower.take(w.region.layer_id, true) {
+                self.install_growth(w, to)?;
+            }
         }
         if w.offset + need > w.capacity {
             let mut cap = w.capacity.max(self.shared.config.initial_size);
@@ -1193,6 +1230,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         synced: Condvar::new(),
         committer: Default::default(),
         key_index: Mutex::new(None),
+        grower: Default::default(),
         dropped: AtomicBool::new(false),
         compacting: Mutex::new(Default::default()),
     })

@@ -33,6 +33,7 @@ mod compaction;
 mod config;
 mod dimension;
 mod error;
+mod growth;
 mod hugepage;
 pub mod io;
 mod iter;

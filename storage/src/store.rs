@@ -332,6 +332,7 @@ impl Store {
         dim.inner.mark_dropped();
         dim.inner.committer.stop();
         dim.inner.finish_key_index();
+        dim.inner.grower.finish();
         io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
         let parent = shared.layout.consciousness();
         io.sync_dir(&parent).map_err(Error::io("fsync directory", &parent))?;
@@ -449,6 +450,7 @@ impl Drop for StoreInner {
                 tracing::error!(error = %e, dimension = %d.inner.name, "sync on close failed");
             }
             d.inner.finish_key_index();
+            d.inner.grower.finish();
         }
     }
 }

@@ -146,6 +146,36 @@ fn large_batches_with_repeats_and_deletes_end_as_small_ones() {
     check(&open(dir.path(), Config::default()), "after reopening");
 }
 
+/// Once half the region is written, a thread grows it to the next size (growth.rs), so that
+/// the write that needs the room finds the zeros written and synced.
+#[test]
+fn the_region_grows_before_it_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Config::default().initial_size(64 << 10).max_size(1 << 20);
+    let store = open(dir.path(), config());
+    let d = store.dimension("default").unwrap();
+    let mut n = 0;
+    while data_end(&region(dir.path(), "D01")) < 40 << 10 {
+        d.put(format!("k{n:05}"), value(n, 500)).unwrap();
+        n += 1;
+    }
+    drop(d);
+    store.close().unwrap();
+    let len = std::fs::metadata(region(dir.path(), "D01")).unwrap().len();
+    assert_eq!(len, 128 << 10, "40 KiB written into 64 KiB: the next size is ready");
+    let store = open(dir.path(), config());
+    let d = store.dimension("default").unwrap();
+    // On through every size up to the seal at 1 MiB, and past it.
+    for i in n..n + 2500 {
+        d.put(format!("k{i:05}"), value(i, 500)).unwrap();
+    }
+    for i in 0..n + 2500 {
+        assert_eq!(d.get(format!("k{i:05}")).unwrap().unwrap().as_bytes(), value(i, 500), "k{i:05}");
+    }
+    assert!(d.stats().layers >= 2, "the region was sealed");
+    assert!(store.verify().is_ok(), "{:?}", store.verify().problems);
+}
+
 fn keys(it: impl Iterator<Item = jessy_storage::Result<(Vec<u8>, jessy_storage::Value)>>) -> Vec<Vec<u8>> {
     it.map(|r| r.unwrap().0).collect()
 }
