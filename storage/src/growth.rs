@@ -24,7 +24,16 @@ const CHUNK: u64 = 256 << 10;
 
 /// At most one growth per dimension.
 #[derive(Default)]
-pub(crate) struct Grower(Mutex<Option<Growth>>);
+pub(crate) struct Grower(Mutex<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    running: Option<Growth>,
+    /// The layer id of a region whose growth failed: not tried ahead again (a full disk
+    /// would otherwise start a thread, and log a warning, on every write), only by the
+    /// write that needs the room.
+    failed: Option<u32>,
+}
 
 struct Growth {
     layer: u32,
@@ -38,7 +47,7 @@ impl Grower {
     /// grows the region itself when it needs the room.
     pub fn start(&self, region: &Segment, to: u64, dimension: u32) {
         let mut slot = self.0.lock();
-        if slot.is_some() {
+        if slot.running.is_some() || slot.failed == Some(region.layer_id) {
             return;
         }
         let file = region.file.clone();
@@ -57,7 +66,7 @@ impl Grower {
             file.sync_data()
         };
         if let Ok(thread) = std::thread::Builder::new().name(name).spawn(job) {
-            *slot = Some(Growth { layer: region.layer_id, to, thread });
+            slot.running = Some(Growth { layer: region.layer_id, to, thread });
         }
     }
 
@@ -66,12 +75,16 @@ impl Grower {
     /// (then the writer grows the region itself, and reports the error if it fails again).
     pub fn take(&self, layer: u32, wait: bool) -> Option<u64> {
         let mut slot = self.0.lock();
-        let running = slot.as_ref().is_some_and(|g| !g.thread.is_finished());
+        let running = slot.running.as_ref().is_some_and(|g| !g.thread.is_finished());
         if running && !wait {
             return None;
         }
-        let growth = slot.take()?;
-        match growth.thread.join() {
+        let growth = slot.running.take()?;
+        let outcome = growth.thread.join();
+        if !matches!(outcome, Ok(Ok(()))) {
+            slot.failed = Some(growth.layer);
+        }
+        match outcome {
             Ok(Ok(())) if growth.layer == layer => Some(growth.to),
             Ok(Ok(())) => None,
             Ok(Err(e)) => {
@@ -87,7 +100,7 @@ impl Grower {
 
     /// Waits for a growth under way, whatever its outcome.
     pub fn finish(&self) {
-        let growth = self.0.lock().take();
+        let growth = self.0.lock().running.take();
         if let Some(g) = growth {
             let _ = g.thread.join();
         }
