@@ -540,11 +540,10 @@ impl Dimension {
 /// A batch's operations as the writer appends them.
 fn batch_ops(batch: &WriteBatch) -> Vec<(Kind, &[u8], &[u8])> {
     batch
-        .ops
-        .iter()
+        .ops()
         .map(|op| match op {
-            Op::Put { key, value } => (Kind::Put, key.as_slice(), value.as_slice()),
-            Op::Delete { key } => (Kind::Delete, key.as_slice(), &[][..]),
+            Op::Put { key, value } => (Kind::Put, key, value),
+            Op::Delete { key } => (Kind::Delete, key, &[][..]),
         })
         .collect()
 }
