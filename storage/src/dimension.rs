@@ -155,10 +155,11 @@ impl State {
     /// `apply_all` for a large batch: the point index is changed on a second thread while
     /// this one changes the ordered index. The two share nothing, and in a bulk load of
     /// batches of 10,000 they were together about two fifths of the writer's time, which
-    /// now overlaps. Each index sees the updates in order, so a key written twice in the
-    /// batch ends with its last update in both. A delete goes into the ordered index
-    /// whether or not the key was there (a delete of an absent key is dropped at its next
-    /// merge); the point index says what each update replaced, for the live-byte count.
+    /// now overlaps. Each index sees each key's updates in order (the ordered index gets
+    /// them sorted by key, stably), so a key written twice in the batch ends with its last
+    /// update in both. A delete goes into the ordered index whether or not the key was
+    /// there (a delete of an absent key is dropped at its next merge); the point index says
+    /// what each update replaced, for the live-byte count.
     /// Fails, having changed nothing, if no thread can be started.
     fn apply_in_parallel(&mut self, updates: &[Update]) -> std::io::Result<()> {
         let points = &*self.points;
@@ -167,7 +168,13 @@ impl State {
             let hashed = std::thread::Builder::new()
                 .name("jessy-apply".into())
                 .spawn_scoped(s, || set_points(points, updates))?;
-            for (key, loc) in updates {
+            // In key order, the B-tree's inserts walk its nodes in order and find them in
+            // the cache (`probe load`, alternating: 1.70 / 1.67 / 1.60 / 1.52 s -> 1.55 / 1.56
+            // / 1.53 / 1.44 s). The sort must be stable: a key's later update must stay later.
+            let mut order: Vec<u32> = (0..updates.len() as u32).collect();
+            order.sort_by(|&a, &b| updates[a as usize].0.cmp(&updates[b as usize].0));
+            for i in order {
+                let (key, loc) = &updates[i as usize];
                 ordered.set(key.clone(), *loc);
             }
             Ok(hashed.join())
