@@ -100,19 +100,18 @@ pub(crate) struct State {
 impl State {
     pub fn apply(&mut self, key: IndexKey, loc: Option<Loc>) {
         let old = match loc {
-            Some(loc) => {
-                let old = self.points.insert(key.clone(), loc);
-                self.ordered.set(key, Some(loc));
-                old
-            }
-            None => {
-                let old = self.points.remove(&key);
-                if old.is_some() {
-                    self.ordered.set(key, None);
-                }
-                old
-            }
+            Some(loc) => self.points.insert(key.clone(), loc),
+            None => self.points.remove(&key),
         };
+        self.settle(key, loc, old);
+    }
+
+    /// The ordered index and the live bytes, once the point index has taken `key` from
+    /// `old` to `loc`. A delete of a key that was not there changes neither.
+    fn settle(&mut self, key: IndexKey, loc: Option<Loc>, old: Option<Loc>) {
+        if loc.is_some() || old.is_some() {
+            self.ordered.set(key, loc);
+        }
         self.account(loc, old);
     }
 
@@ -130,25 +129,19 @@ impl State {
         }
     }
 
-    /// [`apply`](Self::apply) for each of `updates`, asking for the point-index slot of
-    /// the update `AHEAD` places on before applying each: in a large batch every insert is
-    /// otherwise a cache miss that waits for the previous one.
-    pub fn apply_all(&mut self, mut updates: Vec<Update>) {
+    /// [`apply`](Self::apply) for each of `updates`, in order. The point index takes them
+    /// all first (`set_points`, which asks for slots ahead: in a large batch every insert is
+    /// otherwise a cache miss that waits for the previous one), then the ordered index.
+    pub fn apply_all(&mut self, updates: Vec<Update>) {
         if updates.len() >= PARALLEL_APPLY_MIN {
             match self.apply_in_parallel(&updates) {
                 Ok(()) => return,
                 Err(e) => tracing::debug!(error = %e, "no thread for the point index; applying in turn"),
             }
         }
-        for (key, _) in updates.iter().take(PREFETCH_AHEAD) {
-            self.points.prefetch(key);
-        }
-        for i in 0..updates.len() {
-            if let Some((ahead, _)) = updates.get(i + PREFETCH_AHEAD) {
-                self.points.prefetch(ahead);
-            }
-            let (key, loc) = std::mem::take(&mut updates[i]);
-            self.apply(key, loc);
+        let olds = set_points(&self.points, &updates);
+        for ((key, loc), old) in updates.into_iter().zip(olds) {
+            self.settle(key, loc, old);
         }
     }
 
@@ -1003,6 +996,13 @@ impl DimInner {
             Ok(handle) => *self.key_index.lock() = Some(handle),
             Err(_) => run(),
         }
+    }
+
+    /// Waits for every thread this dimension started that writes its files (the last key
+    /// index, a growth of the region): before it is dropped, and on close.
+    pub(crate) fn finish_file_threads(&self) {
+        self.finish_key_index();
+        self.grower.finish();
     }
 
     /// Waits until the key index of the last sealed layer is on disk: before a snapshot,

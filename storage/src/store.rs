@@ -331,8 +331,7 @@ impl Store {
         let grave = shared.layout.temp().join(format!("drop-{}-{}", dim.dir(), crate::region::unique()));
         dim.inner.mark_dropped();
         dim.inner.committer.stop();
-        dim.inner.finish_key_index();
-        dim.inner.grower.finish();
+        dim.inner.finish_file_threads();
         io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
         let parent = shared.layout.consciousness();
         io.sync_dir(&parent).map_err(Error::io("fsync directory", &parent))?;
@@ -449,8 +448,7 @@ impl Drop for StoreInner {
             if let Err(e) = d.inner.sync() {
                 tracing::error!(error = %e, dimension = %d.inner.name, "sync on close failed");
             }
-            d.inner.finish_key_index();
-            d.inner.grower.finish();
+            d.inner.finish_file_threads();
         }
     }
 }
