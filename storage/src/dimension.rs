@@ -712,7 +712,7 @@ impl DimInner {
         let max = self.shared.config.max_size;
         if w.capacity < max && w.offset >= w.capacity / 2 {
             let to = w.capacity.saturating_mul(2).max(self.shared.config.initial_size).min(max);
-            self.grower.start(&w.region, to, self.id);
+            self.grower.start(&*self.shared.io, &w.region, to, self.id);
         }
     }
 

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use crate::io::Io;
 use crate::segment::Segment;
 
 /// Zeros written (and written back) at a time.
@@ -43,14 +44,20 @@ struct Growth {
 
 impl Grower {
     /// Starts growing `region`'s file to `to` bytes (written and synced), unless a growth
-    /// is already under way. Nothing happens if no thread can be started: the writer then
-    /// grows the region itself when it needs the room.
-    pub fn start(&self, region: &Segment, to: u64, dimension: u32) {
+    /// is already under way. Nothing happens if the file cannot be opened or no thread can
+    /// be started: the writer then grows the region itself when it needs the room.
+    ///
+    /// The thread syncs through a handle of its own. Linux reports a failed writeback once
+    /// to each open file: through the writer's handle, this thread's failed sync would have
+    /// taken the error that the writer's next sync must see (the writer's dirty frames may
+    /// be gone, and only that error turns the store read-only), and that sync would have
+    /// succeeded.
+    pub fn start(&self, io: &dyn Io, region: &Segment, to: u64, dimension: u32) {
         let mut slot = self.0.lock();
         if slot.running.is_some() || slot.failed == Some(region.layer_id) {
             return;
         }
-        let file = region.file.clone();
+        let Ok(file) = io.open(&region.path(), false) else { return };
         let name = format!("jessy-grow-{}", crate::layout::dir_name(dimension));
         let job = move || {
             // A chunk at a time, each written back before the next: the writer syncs the
