@@ -17,7 +17,7 @@ use memmap2::Mmap;
 
 use crate::dimension::{DimInner, IndexKey, LayerMaps, Loc, State};
 use crate::ordered::bounds_are_empty;
-use crate::prefetch::prefetch_line;
+use crate::prefetch::prefetch_slice;
 use crate::segment::Segment;
 use crate::{Result, Value, Version};
 
@@ -173,13 +173,11 @@ impl Layers {
         for (_, at) in batch {
             if let Ok((slot, loc)) = at {
                 let map = &self.get(*slot).2;
-                let start = loc.off as usize;
+                let start = (loc.off as usize).min(map.len());
                 let end = (start + loc.size as usize).min(map.len());
-                let mut at = start;
-                while at < end {
-                    prefetch_line(&map[at]);
-                    at += 64;
-                }
+                // Every line of the entry, the last one too: an entry rarely starts on a
+                // line boundary, and its checksum reads it to the end.
+                prefetch_slice(&map[start..end]);
             }
         }
     }

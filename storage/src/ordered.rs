@@ -47,6 +47,8 @@ const BACKGROUND_MIN: usize = 1 << 16;
 /// With one level of fences (250 KB, evicted by the values scans read) and no prefetch, the
 /// binary searches of the fences and of the head block still waited on misses for a tenth.
 const FENCE: usize = 32;
+/// How many of a scan's first base entries are asked for before it walks them.
+const SCAN_PREFETCH: usize = 16;
 
 /// Changes to the base, in key order; `None` deletes the key.
 type Delta = BTreeMap<IndexKey, Option<Loc>>;
@@ -268,7 +270,13 @@ impl Ordered {
         if bounds_are_empty(lo, hi) || n == 0 {
             return;
         }
-        let base = self.base.range(lo, hi).iter().map(|(k, l)| (k, l));
+        let base = self.base.range(lo, hi);
+        // The entries a short scan copies are neighbours, but the first is rarely cached;
+        // asking for their lines at once overlaps their misses. A long scan's later entries
+        // are found by the CPU's own prefetcher, so only the first few are asked for.
+        let ahead = n.min(base.len()).min(SCAN_PREFETCH);
+        crate::prefetch::prefetch_slice(if rev { &base[base.len() - ahead..] } else { &base[..ahead] });
+        let base = base.iter().map(|(k, l)| (k, l));
         let delta = self.delta.range::<[u8], _>((lo, hi));
         let frozen = self.merging.as_ref().map(|m| m.frozen.range::<[u8], _>((lo, hi))).into_iter().flatten();
         if rev {

@@ -8,7 +8,8 @@ pub(crate) fn prefetch<T>(value: &T) {
     prefetch_bytes(value as *const T as *const u8, std::mem::size_of::<T>());
 }
 
-/// Asks the CPU to start loading every cache line of `items`.
+/// Asks the CPU to start loading every cache line of `items`, the first and last included
+/// when they hold only part of it.
 #[inline(always)]
 pub(crate) fn prefetch_slice<T>(items: &[T]) {
     prefetch_bytes(items.as_ptr() as *const u8, std::mem::size_of_val(items));
@@ -32,7 +33,7 @@ fn prefetch_bytes(start: *const u8, size: usize) {
 /// Asks the CPU to start loading the cache line of `byte`. Takes a pointer, not a
 /// reference: the byte may be padding, which no reference may point at.
 #[inline(always)]
-pub(crate) fn prefetch_line(byte: *const u8) {
+fn prefetch_line(byte: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint: it reads nothing the program sees, and it never faults,
     // whatever the address.
