@@ -232,7 +232,17 @@ pub(crate) fn not_loaded(layer: u32) -> Error {
 #[derive(Default, Clone)]
 pub(crate) struct LayerMaps {
     pub list: Vec<(u32, Arc<Segment>, Arc<memmap2::Mmap>)>,
+    /// `list`'s position of layer `first + i` at `by_layer[i]`, `NONE` where there is no such
+    /// layer; empty when the ids span more than `DIRECT_SPAN` times the layers. A range reads
+    /// each entry's layer from here: a binary search over scattered layers mispredicted a
+    /// branch at nearly every step, about a tenth of a range of 10 with 10 MiB regions.
+    first: u32,
+    by_layer: Vec<u32>,
 }
+
+/// See `LayerMaps::by_layer`.
+const NONE: u32 = u32::MAX;
+const DIRECT_SPAN: usize = 4;
 
 impl LayerMaps {
     /// Adds `layer`, or replaces its segment and map.
@@ -240,19 +250,47 @@ impl LayerMaps {
         let entry = (layer, seg.clone(), map);
         match self.list.binary_search_by_key(&layer, |l| l.0) {
             Ok(i) => self.list[i] = entry,
-            Err(i) => self.list.insert(i, entry),
+            Err(i) => {
+                self.list.insert(i, entry);
+                self.reindex();
+            }
         }
     }
 
     fn remove(&mut self, layer: u32) {
         if let Some(i) = self.position(layer) {
             self.list.remove(i);
+            self.reindex();
+        }
+    }
+
+    /// Rebuilds `by_layer` after `list` gained or lost a layer (a seal, compaction: rare).
+    fn reindex(&mut self) {
+        self.by_layer.clear();
+        let (Some(first), Some(last)) = (self.list.first(), self.list.last()) else { return };
+        let span = (last.0 - first.0) as usize + 1;
+        if span > self.list.len() * DIRECT_SPAN + 64 {
+            return;
+        }
+        self.first = first.0;
+        self.by_layer.resize(span, NONE);
+        for (i, (layer, _, _)) in self.list.iter().enumerate() {
+            self.by_layer[(layer - self.first) as usize] = i as u32;
         }
     }
 
     /// Where `layer` is in `list`.
     pub fn position(&self, layer: u32) -> Option<usize> {
-        self.list.binary_search_by_key(&layer, |l| l.0).ok()
+        if self.by_layer.is_empty() {
+            return self.list.binary_search_by_key(&layer, |l| l.0).ok();
+        }
+        let direct = (layer.checked_sub(self.first))
+            .and_then(|i| self.by_layer.get(i as usize))
+            .filter(|&&p| p != NONE)
+            .map(|&p| p as usize);
+        // Every test's reads check the table against the search it replaces.
+        debug_assert_eq!(direct, self.list.binary_search_by_key(&layer, |l| l.0).ok());
+        direct
     }
 }
 
