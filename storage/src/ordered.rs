@@ -36,6 +36,10 @@ const DELTA_MAX: usize = 1 << 17;
 /// milliseconds at most, and merging them in place keeps small stores simple.
 const BACKGROUND_MIN: usize = 1 << 16;
 
+/// `set_sorted` inserts a batch more than this many times smaller than the delta key by
+/// key instead of appending it: appending copies the whole delta.
+const APPEND_RATIO: usize = 8;
+
 /// A search of the base compares integers, not keys: each key's `heads` entry holds 8 of its
 /// bytes (those after the prefix every key shares), every `FENCE`th head is copied into
 /// `fences`, and every `FENCE`th fence into `tops`. The search runs over `tops` (8 KB for a
@@ -204,10 +208,36 @@ impl Ordered {
     pub fn set(&mut self, key: IndexKey, loc: Option<Loc>) {
         self.delta.insert(key, loc);
         self.install_merged();
+        self.merge_if_full();
+    }
+
+    /// Starts a merge when the delta has grown to its limit and none is running.
+    fn merge_if_full(&mut self) {
         let limit = (self.base.entries.len() / 8).clamp(DELTA_MIN, DELTA_MAX);
         if self.merging.is_none() && self.delta.len() >= limit {
             self.start_merge();
         }
+    }
+
+    /// Records a batch of changes, sorted by key, stably: a key's later change comes later
+    /// and wins. A batch that is large next to the delta is built into a tree of its own
+    /// and appended, which merges the two trees in one pass instead of walking the delta
+    /// from its root for every key (`probe load`, alternating: 1.54 / 1.70 / 1.61 / 1.50 /
+    /// 1.65 / 1.69 / 1.64 s -> 1.42 / 1.44 / 1.31 / 1.44 / 1.40 / 1.51 / 1.62 s). A small
+    /// batch is inserted key by key, so that it does not pay for copying a large delta.
+    pub fn set_sorted(&mut self, sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) {
+        if sorted.len() * APPEND_RATIO < self.delta.len() {
+            for (key, loc) in sorted {
+                self.set(key, loc);
+            }
+            return;
+        }
+        // `collect` keeps the last of equal keys, and `append` keeps the batch's entry
+        // where both trees have the key: the newer change wins both times.
+        let mut batch: Delta = sorted.collect();
+        self.delta.append(&mut batch);
+        self.install_merged();
+        self.merge_if_full();
     }
 
     /// Whether a merging thread has finished (so `install_merged` has work to do).
@@ -462,6 +492,41 @@ mod tests {
                 k
             },
         )
+    }
+
+    proptest! {
+        /// Batches recorded with `set_sorted` (appended, or key by key when small next to
+        /// the delta), with repeated keys and deletes, end as the same changes made one by
+        /// one; merges in between.
+        #[test]
+        fn sorted_batches_end_as_single_sets(
+            start in proptest::collection::btree_map(any::<u8>(), any::<u32>(), 0..100),
+            batches in proptest::collection::vec(
+                (proptest::collection::vec((any::<u8>(), proptest::option::of(any::<u32>())), 0..60), any::<bool>()),
+                1..12,
+            ),
+        ) {
+            let from = |m: &BTreeMap<u8, u32>| Ordered::from_sorted(m.iter().map(|(k, v)| (key(*k), loc(*v))).collect());
+            let mut model = start.clone();
+            let mut ordered = from(&start);
+            for (ops, merge) in batches {
+                let mut sorted = ops.clone();
+                sorted.sort_by_key(|op| op.0);
+                ordered.set_sorted(sorted.into_iter().map(|(k, v)| (key(k), v.map(loc))));
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => model.insert(k, v),
+                        None => model.remove(&k),
+                    };
+                }
+                if merge {
+                    ordered.merge();
+                }
+            }
+            let mut got = Vec::new();
+            ordered.for_each(|k, l| got.push((k[0], l.off)));
+            prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
+        }
     }
 
     proptest! {
