@@ -1538,6 +1538,7 @@ impl DimInner {
         if self.state.read().ordered.merge_finished() {
             self.state.write().ordered.install_merged();
         }
+        self.state.read().ordered.release_idle_spare(crate::ordered::SPARE_KEEP);
     }
 
     /// Periodic durability: sync if anything was written since the last sync.

@@ -21,6 +21,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -35,6 +36,10 @@ const DELTA_MAX: usize = 1 << 17;
 /// Bases this large are merged on a thread of their own; smaller ones take a few
 /// milliseconds at most, and merging them in place keeps small stores simple.
 const BACKGROUND_MIN: usize = 1 << 16;
+
+/// A retired base's arrays are kept for the next merge this long after their base was
+/// replaced (see `Spare`), then freed.
+pub(crate) const SPARE_KEEP: Duration = Duration::from_secs(5);
 
 /// `set_sorted` inserts a batch more than this many times smaller than the delta key by
 /// key instead of appending it: appending copies the whole delta.
@@ -64,6 +69,20 @@ pub(crate) struct Ordered {
     merging: Option<Merging>,
     /// Changes since `base` (and `merging`) were frozen; they win over both.
     delta: Delta,
+    /// The arrays of the base retired last, for the next merge to fill.
+    spare: Arc<Mutex<Option<Spare>>>,
+}
+
+/// The two large arrays of a retired base, emptied, with their capacity. A merge writes
+/// a whole new base; into freshly allocated memory the kernel first zeroes every page, and
+/// in a bulk load of a million keys that zeroing was a tenth of the process's CPU (`perf`:
+/// `clear_page_erms` on the merging thread). Refilled arrays skip it. The price is that a
+/// dimension being written holds a second base's worth of memory, as it does anyway while
+/// a merge runs; `release_idle_spare` frees it once writes stop.
+struct Spare {
+    entries: Vec<(IndexKey, Loc)>,
+    heads: Vec<u64>,
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -89,22 +108,36 @@ struct Merging {
 
 impl Base {
     fn new(entries: Vec<(IndexKey, Loc)>) -> Base {
+        let heads = crate::hugepage::vec_with_capacity(entries.len());
+        Base::with_heads(entries, heads)
+    }
+
+    /// A base of `entries`, its heads written into `heads` (empty, with room for them all).
+    fn with_heads(entries: Vec<(IndexKey, Loc)>, mut heads: Vec<u64>) -> Base {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
         // Sorted keys: what the first and last share, every key between them shares.
         let common = match (entries.first(), entries.last()) {
             (Some(a), Some(b)) => a.0.iter().zip(b.0.iter()).take_while(|(x, y)| x == y).count(),
             _ => 0,
         };
-        let mut heads = crate::hugepage::vec_with_capacity(entries.len());
         heads.extend(entries.iter().map(|e| head(&e.0, common)));
         let fences: Vec<u64> = heads.iter().step_by(FENCE).copied().collect();
         let tops = fences.iter().step_by(FENCE).copied().collect();
         Base { entries, common, heads, fences, tops }
     }
 
-    /// A new base: this one with `delta` applied.
-    fn merged(&self, delta: &Delta) -> Base {
-        let mut out = crate::hugepage::vec_with_capacity(self.entries.len() + delta.len());
+    /// A new base: this one with `delta` applied, in `spare`'s arrays if they have room.
+    fn merged(&self, delta: &Delta, spare: Option<Spare>) -> Base {
+        let room = self.entries.len() + delta.len();
+        let (mut out, heads) = match spare {
+            Some(s) if s.entries.capacity() >= room && s.heads.capacity() >= room => (s.entries, s.heads),
+            // A half more than this merge needs, so that the arrays serve a few more merges
+            // of a growing base; the kernel backs only the part that is written.
+            _ => (
+                crate::hugepage::vec_with_capacity(room + room / 2),
+                crate::hugepage::vec_with_capacity(room + room / 2),
+            ),
+        };
         let mut old = self.entries.iter().peekable();
         for (key, loc) in delta {
             while let Some(e) = old.next_if(|e| e.0 < *key) {
@@ -117,7 +150,7 @@ impl Base {
             }
         }
         out.extend(old.cloned());
-        Base::new(out)
+        Base::with_heads(out, heads)
     }
 
     /// The number of entries whose key is less than `key`, or less or equal if `or_equal`.
@@ -174,6 +207,16 @@ impl Base {
     }
 }
 
+/// A replaced base's large arrays, emptied, for a merge to refill; `None` if something
+/// still holds the base, or it is too small to be worth keeping.
+fn into_spare(base: Arc<Base>) -> Option<Spare> {
+    let base = Arc::into_inner(base).filter(|b| b.entries.len() >= BACKGROUND_MIN)?;
+    let (mut entries, mut heads) = (base.entries, base.heads);
+    entries.clear();
+    heads.clear();
+    Some(Spare { entries, heads, since: Instant::now() })
+}
+
 /// The number of `items` satisfying `p` (which holds for a prefix of them), given how many
 /// of their every-`FENCE`th items satisfy it.
 fn below_in_blocks(items: &[u64], blocks: usize, p: impl Fn(u64) -> bool) -> usize {
@@ -201,21 +244,32 @@ pub(crate) fn head(key: &[u8], common: usize) -> u64 {
 impl Ordered {
     /// An index of `sorted`, which must be sorted by key with each key once.
     pub fn from_sorted(sorted: Vec<(IndexKey, Loc)>) -> Ordered {
-        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Delta::new() }
+        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Delta::new(), spare: Arc::default() }
     }
 
     /// Records that `key` now has the value at `loc`, or none.
     pub fn set(&mut self, key: IndexKey, loc: Option<Loc>) {
         self.delta.insert(key, loc);
         self.install_merged();
-        self.merge_if_full();
+        self.merge_if_full(None);
     }
 
-    /// Starts a merge when the delta has grown to its limit and none is running.
-    fn merge_if_full(&mut self) {
+    /// Starts a merge when the delta has grown to its limit and none is running; the merge
+    /// refills `retired`'s arrays (a base just replaced), or else the spare ones. A retired
+    /// base no merge takes is emptied into the spare on a thread of its own.
+    fn merge_if_full(&mut self, retired: Option<Arc<Base>>) {
         let limit = (self.base.entries.len() / 8).clamp(DELTA_MIN, DELTA_MAX);
         if self.merging.is_none() && self.delta.len() >= limit {
-            self.start_merge();
+            self.start_merge(retired);
+        } else if let Some(old) = retired {
+            // Emptying a base drops every key: on another thread's time, not the writer's.
+            let spare = self.spare.clone();
+            let retire = move || {
+                if let Some(s) = into_spare(old) {
+                    *spare.lock() = Some(s);
+                }
+            };
+            let _ = std::thread::Builder::new().name("jessy-index-free".into()).spawn(retire);
         }
     }
 
@@ -237,7 +291,7 @@ impl Ordered {
         let mut batch: Delta = sorted.collect();
         self.delta.append(&mut batch);
         self.install_merged();
-        self.merge_if_full();
+        self.merge_if_full(None);
     }
 
     /// Whether a merging thread has finished (so `install_merged` has work to do).
@@ -257,29 +311,55 @@ impl Ordered {
         let Some(merging) = self.merging.take() else { return };
         let finished = merging.done.lock().take();
         // A thread that ended without leaving a base panicked: merge here instead.
-        let base = finished.unwrap_or_else(|| self.base.merged(&merging.frozen));
-        // The old base can be large: free it on the merging thread's time, not the writer's.
+        let base = finished.unwrap_or_else(|| self.base.merged(&merging.frozen, self.take_spare()));
         let old = std::mem::replace(&mut self.base, Arc::new(base));
         if let Some(thread) = merging.thread {
             let _ = thread.join();
         }
-        let _ = std::thread::Builder::new().name("jessy-index-free".into()).spawn(move || drop(old));
+        // Under a steady stream of writes the delta is full again by now, and the next merge
+        // starts here, in the old base's arrays.
+        self.merge_if_full(Some(old));
+    }
+
+    fn take_spare(&self) -> Option<Spare> {
+        self.spare.lock().take()
+    }
+
+    /// Frees the spare arrays if no merge has wanted them for `keep` (the store's background
+    /// thread calls this every tick with `SPARE_KEEP`): a dimension that stopped being written
+    /// returns to one base's worth of memory.
+    pub fn release_idle_spare(&self, keep: Duration) {
+        let idle = {
+            let mut spare = self.spare.lock();
+            if spare.as_ref().is_some_and(|s| s.since.elapsed() >= keep) {
+                spare.take()
+            } else {
+                None
+            }
+        };
+        drop(idle);
     }
 
     /// Freezes the delta and merges it into a new base: in place for a small base, on a
     /// thread of its own for a large one (or in place if no thread can be started).
-    fn start_merge(&mut self) {
+    fn start_merge(&mut self, retired: Option<Arc<Base>>) {
         let frozen = Arc::new(std::mem::take(&mut self.delta));
         if self.base.entries.len() >= BACKGROUND_MIN {
             let done = Arc::new(Mutex::new(None));
-            let (base, delta, slot) = (self.base.clone(), frozen.clone(), done.clone());
+            let (base, delta, slot, spare) = (self.base.clone(), frozen.clone(), done.clone(), self.spare.clone());
+            let merge = move || {
+                let spare = retired.and_then(into_spare).or_else(|| spare.lock().take());
+                *slot.lock() = Some(base.merged(&delta, spare));
+            };
             let thread = std::thread::Builder::new().name("jessy-index-merge".into());
-            if let Ok(thread) = thread.spawn(move || *slot.lock() = Some(base.merged(&delta))) {
+            if let Ok(thread) = thread.spawn(merge) {
                 self.merging = Some(Merging { frozen, done, thread: Some(thread) });
                 return;
             }
         }
-        self.base = Arc::new(self.base.merged(&frozen));
+        // Here a retired base is small (not worth keeping) or went with the thread that
+        // could not be started.
+        self.base = Arc::new(self.base.merged(&frozen, self.take_spare()));
     }
 
     /// Folds every change into the base now (tests). A merge in progress is finished here
@@ -288,10 +368,10 @@ impl Ordered {
     fn merge(&mut self) {
         if let Some(m) = self.merging.take() {
             let done = m.done.lock().take();
-            self.base = Arc::new(done.unwrap_or_else(|| self.base.merged(&m.frozen)));
+            self.base = Arc::new(done.unwrap_or_else(|| self.base.merged(&m.frozen, self.take_spare())));
         }
         let delta = std::mem::take(&mut self.delta);
-        self.base = Arc::new(self.base.merged(&delta));
+        self.base = Arc::new(self.base.merged(&delta, self.take_spare()));
     }
 
     /// Calls `f` with up to `n` entries between `lo` and `hi`, in key order, or in reverse
@@ -447,7 +527,7 @@ mod tests {
                     }
                     2 => {
                         if let Some(m) = &ordered.merging {
-                            *m.done.lock() = Some(ordered.base.merged(&m.frozen));
+                            *m.done.lock() = Some(ordered.base.merged(&m.frozen, None));
                         }
                     }
                     _ => {}
@@ -549,8 +629,18 @@ mod tests {
         IndexKey::from_slice(&i.to_be_bytes())
     }
 
+    /// Waits (up to 10 s) for a retired base's arrays to reach the spare.
+    fn wait_for_spare(o: &Ordered) {
+        let t = Instant::now();
+        while o.spare.lock().is_none() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Scans of a large index match the model before, during and after a merge on the
-    /// merging thread, whenever that thread happens to finish.
+    /// merging thread, whenever that thread happens to finish, also when a merge refills
+    /// the arrays of a base it replaced earlier; the spare is kept while fresh and freed
+    /// once idle.
     #[test]
     fn scans_are_exact_while_a_large_base_merges_in_the_background() {
         let n = BACKGROUND_MIN as u32 + 4000;
@@ -572,9 +662,14 @@ mod tests {
         };
         let mut x: u32 = 12345;
         let mut started = false;
+        // Arrays of retired bases, by address, and whether a later base was built in one.
+        let mut spares = std::collections::HashSet::new();
+        let mut reused = false;
         for i in 0..40_000u32 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let k = x % (2 * n + 100);
+            let before = Arc::as_ptr(&o.base);
+            let before_entries = o.base.entries.as_ptr() as usize;
             if x.is_multiple_of(7) {
                 model.remove(&k);
                 o.set(big_key(k), None);
@@ -583,11 +678,36 @@ mod tests {
                 o.set(big_key(k), Some(loc(i)));
             }
             started |= o.merging.is_some();
+            if Arc::as_ptr(&o.base) != before {
+                // A new base is in. If no merge took the old one's arrays right away, wait
+                // for them to be handed to the spare, so that the next merge finds them.
+                if o.merging.is_none() {
+                    wait_for_spare(&o);
+                }
+                if let Some(s) = o.spare.lock().as_ref() {
+                    spares.insert(s.entries.as_ptr() as usize);
+                }
+                reused |= spares.contains(&(o.base.entries.as_ptr() as usize));
+                // A merge started at the install refills the old base's arrays.
+                if o.merging.is_some() {
+                    spares.insert(before_entries);
+                }
+            }
             if i.is_multiple_of(997) {
                 check(&o, &model, x % (2 * n));
             }
         }
         assert!(started, "no merge ran on the merging thread");
+        assert!(reused, "no merge refilled a retired base's arrays");
+        while o.merging.is_some() {
+            o.install_merged();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        wait_for_spare(&o);
+        o.release_idle_spare(Duration::from_secs(3600));
+        assert!(o.spare.lock().is_some(), "a fresh spare was released");
+        o.release_idle_spare(Duration::ZERO);
+        assert!(o.spare.lock().is_none(), "an idle spare was kept");
         o.merge();
         assert!(o.merging.is_none() && o.delta.is_empty());
         for at in [0, 1, n, 2 * n - 1, 2 * n + 99] {
