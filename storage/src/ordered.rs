@@ -665,7 +665,13 @@ mod tests {
         // Arrays of retired bases, by address, and whether a later base was built in one.
         let mut spares = std::collections::HashSet::new();
         let mut reused = false;
-        for i in 0..40_000u32 {
+        // How many merges run, and so whether one refills retired arrays, depends on how
+        // fast the merging thread is next to this one: write until one has, however slow.
+        for i in 0u32.. {
+            if i >= 40_000 && started && reused {
+                break;
+            }
+            assert!(i < 2_000_000, "after {i} writes: merged on a thread: {started}, refilled: {reused}");
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let k = x % (2 * n + 100);
             let before = Arc::as_ptr(&o.base);
@@ -697,8 +703,6 @@ mod tests {
                 check(&o, &model, x % (2 * n));
             }
         }
-        assert!(started, "no merge ran on the merging thread");
-        assert!(reused, "no merge refilled a retired base's arrays");
         while o.merging.is_some() {
             o.install_merged();
             std::thread::sleep(Duration::from_millis(1));
