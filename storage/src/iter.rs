@@ -65,7 +65,8 @@ pub struct Iter {
 /// out.
 #[derive(Default)]
 struct Layers {
-    snaps: Vec<Arc<LayerMaps>>,
+    /// Inline room for the usual one: a short range does not allocate for it.
+    snaps: smallvec::SmallVec<[Arc<LayerMaps>; 1]>,
 }
 
 impl std::fmt::Debug for Iter {
@@ -144,12 +145,8 @@ impl Iter {
         }
         layers.prefetch(queue.range(before..).take(AHEAD));
         let Some((last, _)) = queue.back() else { return };
-        let past = Bound::Excluded(last.to_vec());
-        if from_back {
-            self.hi = past;
-        } else {
-            self.lo = past;
-        }
+        let end = if from_back { &mut self.hi } else { &mut self.lo };
+        exclude_from(end, last);
     }
 
     fn resolve(&self, (key, at): Pending) -> Result<(Vec<u8>, Value)> {
@@ -207,6 +204,18 @@ impl Layers {
         let end = loc.off as usize + loc.size as usize;
         (snap.list[pos].2.len() >= end).then_some(Slot { snap: (self.snaps.len() - 1) as u32, pos: pos as u32 })
     }
+}
+
+/// Makes `bound` exclude `key` and everything before it (on its side), in the buffer
+/// `bound` already holds when it has one: a short range would otherwise allocate for it.
+fn exclude_from(bound: &mut Bound<Vec<u8>>, key: &[u8]) {
+    let mut buf = match std::mem::replace(bound, Bound::Unbounded) {
+        Bound::Included(v) | Bound::Excluded(v) => v,
+        Bound::Unbounded => Vec::new(),
+    };
+    buf.clear();
+    buf.extend_from_slice(key);
+    *bound = Bound::Excluded(buf);
 }
 
 fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
