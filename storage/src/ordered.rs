@@ -155,6 +155,13 @@ impl Base {
 
     /// The number of entries whose key is less than `key`, or less or equal if `or_equal`.
     fn count_below(&self, key: &[u8], or_equal: bool) -> usize {
+        self.count_below_prefetching(key, or_equal, Ahead::None)
+    }
+
+    /// `count_below`, which also asks for the entries a scan will copy from there as soon
+    /// as the heads narrow the answer down: their misses then overlap the miss on the
+    /// entry that decides the answer, instead of following it.
+    fn count_below_prefetching(&self, key: &[u8], or_equal: bool, ahead: Ahead) -> usize {
         let below = |e: &[u8]| if or_equal { e <= key } else { e < key };
         let Some(first) = self.entries.first() else { return 0 };
         if !key.starts_with(&first.0[..self.common]) {
@@ -167,6 +174,13 @@ impl Base {
         let h = head(key, self.common);
         let lo = self.heads_below(|x| x < h);
         let hi = self.end_of_run(lo, h);
+        // The answer is in `lo..=hi`, and `hi` is `lo` or `lo + 1` for most key sets.
+        let len = self.entries.len();
+        match ahead {
+            Ahead::None => {}
+            Ahead::After(n) => crate::prefetch::prefetch_slice(&self.entries[lo..(hi + n).min(len)]),
+            Ahead::Before(n) => crate::prefetch::prefetch_slice(&self.entries[lo.saturating_sub(n)..(hi + 1).min(len)]),
+        }
         lo + self.entries[lo..hi].partition_point(|e| below(&e.0))
     }
 
@@ -191,20 +205,31 @@ impl Base {
         lo + self.heads[lo..hi].partition_point(|&x| x <= h)
     }
 
-    /// The entries between `lo` and `hi`.
-    fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> &[(IndexKey, Loc)] {
+    /// The entries between `lo` and `hi`, of which a scan will read the first `n` (the last
+    /// `n` if `rev`).
+    fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize) -> &[(IndexKey, Loc)] {
+        let (from_lo, from_hi) = if rev { (Ahead::None, Ahead::Before(n)) } else { (Ahead::After(n), Ahead::None) };
         let start = match lo {
             Bound::Unbounded => 0,
-            Bound::Included(k) => self.count_below(k, false),
-            Bound::Excluded(k) => self.count_below(k, true),
+            Bound::Included(k) => self.count_below_prefetching(k, false, from_lo),
+            Bound::Excluded(k) => self.count_below_prefetching(k, true, from_lo),
         };
         let end = match hi {
             Bound::Unbounded => self.entries.len(),
-            Bound::Included(k) => self.count_below(k, true),
-            Bound::Excluded(k) => self.count_below(k, false),
+            Bound::Included(k) => self.count_below_prefetching(k, true, from_hi),
+            Bound::Excluded(k) => self.count_below_prefetching(k, false, from_hi),
         };
         &self.entries[start..end.max(start)]
     }
+}
+
+/// Which entries a search asks the CPU for, besides the ones it reads: the `n` from where
+/// the answer is (`After`), or the `n` before it (`Before`).
+#[derive(Clone, Copy)]
+enum Ahead {
+    None,
+    After(usize),
+    Before(usize),
 }
 
 /// A replaced base's large arrays, emptied, for a merge to refill; `None` if something
@@ -380,10 +405,12 @@ impl Ordered {
         if bounds_are_empty(lo, hi) || n == 0 {
             return;
         }
-        let base = self.base.range(lo, hi);
         // The entries a short scan copies are neighbours, but the first is rarely cached;
-        // asking for their lines at once overlaps their misses. A long scan's later entries
-        // are found by the CPU's own prefetcher, so only the first few are asked for.
+        // asking for their lines at once overlaps their misses (the search asks for them
+        // as soon as it knows about where they are; this asks again for a range open at
+        // that end, which the search skips). A long scan's later entries are found by the
+        // CPU's own prefetcher, so only the first few are asked for.
+        let base = self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH));
         let ahead = n.min(base.len()).min(SCAN_PREFETCH);
         crate::prefetch::prefetch_slice(if rev { &base[base.len() - ahead..] } else { &base[..ahead] });
         let base = base.iter().map(|(k, l)| (k, l));
