@@ -154,6 +154,7 @@ impl Base {
     }
 
     /// The number of entries whose key is less than `key`, or less or equal if `or_equal`.
+    #[cfg(test)]
     fn count_below(&self, key: &[u8], or_equal: bool) -> usize {
         self.count_below_prefetching(key, or_equal, Ahead::None)
     }
