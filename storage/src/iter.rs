@@ -56,6 +56,8 @@ pub struct Iter {
     exhausted: bool,
     batch: usize,
     layers: Layers,
+    /// The key of the entry `next_borrowed` or `next_back_borrowed` returned last.
+    lent: IndexKey,
 }
 
 /// The snapshots of the dimension's layers (`State::layers`) that copied entries point
@@ -86,6 +88,7 @@ impl Iter {
             exhausted: false,
             batch: FIRST_BATCH,
             layers: Layers::default(),
+            lent: IndexKey::new(),
         }
     }
 
@@ -149,11 +152,73 @@ impl Iter {
         exclude_from(end, last);
     }
 
-    fn resolve(&self, (key, at): Pending) -> Result<(Vec<u8>, Value)> {
+    /// The next entry from the front, its key lent by the iterator instead of copied into a
+    /// `Vec` of its own: a scan that only looks at each key, or copies it into a buffer it
+    /// reuses, then allocates nothing per entry. The key is valid until the next call. The
+    /// same entries in the same order as [`next`](Iterator::next), and the two can be mixed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = jessy_storage::Store::open(dir.path())?;
+    /// let d = store.dimension("default")?;
+    /// d.put("user:1", "ada")?;
+    /// d.put("user:2", "grace")?;
+    /// let mut names = Vec::new();
+    /// let mut iter = d.prefix("user:");
+    /// while let Some(entry) = iter.next_borrowed() {
+    ///     let (key, value) = entry?;
+    ///     names.push(format!("{}={}", String::from_utf8_lossy(key), String::from_utf8_lossy(&value)));
+    /// }
+    /// assert_eq!(names, ["user:1=ada", "user:2=grace"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
+        let item = self.take_front()?;
+        Some(self.resolve_borrowed(item))
+    }
+
+    /// [`next_borrowed`](Iter::next_borrowed) from the back: the entry
+    /// [`next_back`](DoubleEndedIterator::next_back) would return.
+    pub fn next_back_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
+        let item = self.take_back()?;
+        Some(self.resolve_borrowed(item))
+    }
+
+    fn take_front(&mut self) -> Option<Pending> {
+        if self.front.is_empty() {
+            self.refill(false);
+        }
+        // When the middle is used up, what the back end fetched is next in line.
+        let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
+        self.layers.prefetch(self.front.get(AHEAD - 1).into_iter());
+        Some(item)
+    }
+
+    fn take_back(&mut self) -> Option<Pending> {
+        if self.back.is_empty() {
+            self.refill(true);
+        }
+        let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
+        self.layers.prefetch(self.back.get(AHEAD - 1).into_iter());
+        Some(item)
+    }
+
+    /// Reads and checks the value `at` points to, which must be `key`'s.
+    fn value(&self, key: &[u8], at: Result<(Slot, Loc)>) -> Result<Value> {
         let (slot, loc) = at?;
         let (_, seg, map) = self.layers.get(slot);
-        let value = seg.read_value(map, loc.off, Version(loc.seq), &key)?;
+        seg.read_value(map, loc.off, Version(loc.seq), key)
+    }
+
+    fn resolve(&self, (key, at): Pending) -> Result<(Vec<u8>, Value)> {
+        let value = self.value(&key, at)?;
         Ok((key.into_vec(), value))
+    }
+
+    fn resolve_borrowed(&mut self, (key, at): Pending) -> Result<(&[u8], Value)> {
+        let value = self.value(&key, at)?;
+        self.lent = key;
+        Ok((&self.lent, value))
     }
 }
 
@@ -230,23 +295,14 @@ impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.front.is_empty() {
-            self.refill(false);
-        }
-        // When the middle is used up, what the back end fetched is next in line.
-        let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
-        self.layers.prefetch(self.front.get(AHEAD - 1).into_iter());
+        let item = self.take_front()?;
         Some(self.resolve(item))
     }
 }
 
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.back.is_empty() {
-            self.refill(true);
-        }
-        let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
-        self.layers.prefetch(self.back.get(AHEAD - 1).into_iter());
+        let item = self.take_back()?;
         Some(self.resolve(item))
     }
 }

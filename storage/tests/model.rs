@@ -78,6 +78,26 @@ fn collect(
     .collect()
 }
 
+/// Every entry of `it` in key order, taken with the lending calls: from the front, from the
+/// back, or alternating between the two ends as the bits of `pattern` say.
+fn collect_borrowed(mut it: jessy_storage::Iter, pattern: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (mut front, mut back) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let from_back = pattern >> (i % 32) & 1 == 1;
+        let next = if from_back { it.next_back_borrowed() } else { it.next_borrowed() };
+        let Some(entry) = next else { break };
+        let (k, v) = entry.expect("scan");
+        let pair = (k.to_vec(), v.to_vec());
+        if from_back {
+            back.push(pair);
+        } else {
+            front.push(pair);
+        }
+    }
+    front.extend(back.into_iter().rev());
+    front
+}
+
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let io = FaultyIo::new();
@@ -147,6 +167,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     None => iter,
                 };
                 let got = if rev { collect(iter.rev()) } else { collect(iter) };
+                // The lending calls, from either end, give the same entries.
+                let pattern = (u32::from(a) * 0x0101_0101) ^ (u32::from(b) << 3);
+                let pattern = if rev { !pattern } else { pattern };
+                let borrowed = collect_borrowed(d.range(lo.clone()..hi.clone()), pattern);
+                prop_assert_eq!(&borrowed, &want);
                 let want = if rev { want.into_iter().rev().collect() } else { want };
                 prop_assert_eq!(got, want);
             }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10;
-//! `--hint 0` leaves out `Iter::batch_size`), put, batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
+//! `--hint 0` leaves out `Iter::batch_size`, `--owned 1` reads
+//! with `next` (a `Vec` per key) instead of `next_borrowed`), put, batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
 //! `--durability none|immediate` the durability of put and batch (default immediate).
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub fn main(argv: &[String]) -> Res<()> {
     let mut count = 0u64;
     let mut len = 10usize;
     let mut hint = true;
+    let mut owned = false;
     let mut durability = Durability::Immediate;
     let mut it = argv.iter().skip(1);
     while let Some(f) = it.next() {
@@ -36,6 +38,7 @@ pub fn main(argv: &[String]) -> Res<()> {
             "--count" => count = v.parse()?,
             "--len" => len = v.parse()?,
             "--hint" => hint = v != "0",
+            "--owned" => owned = v != "0",
             "--max-size" => max_size = Some(v.parse::<u64>()?),
             "--durability" => {
                 durability = match v.as_str() {
@@ -137,9 +140,16 @@ pub fn main(argv: &[String]) -> Res<()> {
                     _ => {
                         for i in Picks::new(0xA11CE, n).take(count as usize) {
                             let iter = d.range(key(i).as_slice()..);
-                            let iter = if hint { iter.batch_size(len) } else { iter };
-                            for kv in iter.take(len) {
-                                sink += kv?.1.len();
+                            let mut iter = if hint { iter.batch_size(len) } else { iter };
+                            if owned {
+                                for kv in iter.by_ref().take(len) {
+                                    sink += kv?.1.len();
+                                }
+                            } else {
+                                for _ in 0..len {
+                                    let Some(kv) = iter.next_borrowed() else { break };
+                                    sink += kv?.1.len();
+                                }
                             }
                         }
                     }
