@@ -253,16 +253,14 @@ pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): Origin
         // A page reads `limit` items and one more (to know whether there are more): fetched
         // from the index in one batch rather than in batches of 16, 32, 64.
         let iter = dim.range(range).batch_size(page.params.limit.unwrap_or(DEFAULT_LIMIT).saturating_add(1));
-        let iter: Box<dyn Iterator<Item = _> + Send> =
-            if page.params.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
+        let mut entries = Entries { iter, reverse: page.params.reverse };
         // A short page (the usual one) is read right here: that costs less than the hop to
         // the blocking pool and back. An item that would take it past INLINE_BYTES, and the
         // rest, go to the blocking pool, so that large values do not hold up the other
         // connections of this thread.
-        let mut iter = Some(iter);
-        if !page.fill(iter.as_mut().into_iter().flatten(), INLINE_BYTES)? {
+        if !page.fill(&mut entries, INLINE_BYTES)? {
             page = blocking::run(move || {
-                page.fill(iter.as_mut().into_iter().flatten(), usize::MAX)?;
+                page.fill(&mut entries, usize::MAX)?;
                 Ok(page)
             })
             .await?;
@@ -274,6 +272,23 @@ pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): Origin
 /// How many bytes of keys and values a scan reads on the async worker before it moves to the
 /// blocking pool.
 const INLINE_BYTES: usize = 256 << 10;
+
+/// The entries of a scan, from the end the request reads from, each key lent by the engine's
+/// iterator (`next_borrowed`) rather than copied into a `Vec` of its own.
+struct Entries {
+    iter: jessy_storage::Iter,
+    reverse: bool,
+}
+
+impl Entries {
+    fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], jessy_storage::Value)>> {
+        if self.reverse {
+            self.iter.next_back_borrowed()
+        } else {
+            self.iter.next_borrowed()
+        }
+    }
+}
 
 /// A page being read: the request's parameters, the JSON so far, where it stands.
 struct Page {
@@ -292,33 +307,52 @@ impl Page {
         Page { params, writer, last_key: None, bytes: 0, more: false, held: None }
     }
 
-    /// Adds items from `iter` until the page is full (true), or until the next item would take
-    /// the keys and values written by this call past `budget` bytes (false: that item is held,
-    /// call again with the same iterator).
-    fn fill<I>(&mut self, iter: I, budget: usize) -> Result<bool, ApiError>
-    where
-        I: Iterator<Item = jessy_storage::Result<(Vec<u8>, jessy_storage::Value)>>,
-    {
-        let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
+    /// Adds items from `entries` until the page is full (true), or until the next item would
+    /// take the keys and values written by this call past `budget` bytes (false: that item is
+    /// held, call again with the same entries).
+    fn fill(&mut self, entries: &mut Entries, budget: usize) -> Result<bool, ApiError> {
         let mut spent = 0usize;
-        for entry in self.held.take().map(Ok).into_iter().chain(iter) {
+        if let Some((key, value)) = self.held.take() {
+            if let Some(full) = self.add(&key, value, budget, &mut spent)? {
+                return Ok(full);
+            }
+        }
+        while let Some(entry) = entries.next() {
             let (key, value) = entry?;
-            if self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0) {
-                self.more = true;
-                // The entry read past the end is dropped: the cursor starts after `last_key`.
-                return Ok(true);
+            if let Some(full) = self.add(key, value, budget, &mut spent)? {
+                return Ok(full);
             }
-            let size = key.len() + if self.params.keys_only { 0 } else { value.len() };
-            if size > budget - spent {
-                self.held = Some((key, value));
-                return Ok(false);
-            }
-            spent += size;
-            self.bytes += size;
-            self.writer.item(&key, if self.params.keys_only { None } else { Some(&value) })?;
-            self.last_key = Some(key);
         }
         Ok(true)
+    }
+
+    /// Adds one entry; `Some(full)` when `fill` must stop (see there).
+    fn add(
+        &mut self,
+        key: &[u8],
+        value: jessy_storage::Value,
+        budget: usize,
+        spent: &mut usize,
+    ) -> Result<Option<bool>, ApiError> {
+        let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
+        if self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0) {
+            self.more = true;
+            // The entry read past the end is dropped: the cursor starts after `last_key`.
+            return Ok(Some(true));
+        }
+        let size = key.len() + if self.params.keys_only { 0 } else { value.len() };
+        if size > budget - *spent {
+            self.held = Some((key.to_vec(), value));
+            return Ok(Some(false));
+        }
+        *spent += size;
+        self.bytes += size;
+        self.writer.item(key, if self.params.keys_only { None } else { Some(&value) })?;
+        // One buffer for the page's last key, not one per item.
+        let last = self.last_key.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
+        Ok(None)
     }
 
     fn finish(self) -> Bytes {
@@ -449,13 +483,14 @@ mod tests {
         for (limit, items, cursor) in [(None, 60, false), (Some(45), 45, true)] {
             let params = || Params { limit: limit.or(Some(1000)), ..Params::default() };
             let mut whole = Page::new(params());
-            assert!(whole.fill(dim.range::<&[u8], _>(..), usize::MAX).unwrap());
+            let mut all = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+            assert!(whole.fill(&mut all, usize::MAX).unwrap());
             // As the handler does: up to INLINE_BYTES, then the rest with the same iterator.
             let mut split = Page::new(params());
-            let mut iter = dim.range::<&[u8], _>(..);
-            assert!(!split.fill(iter.by_ref(), INLINE_BYTES).unwrap());
+            let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+            assert!(!split.fill(&mut entries, INLINE_BYTES).unwrap());
             assert!(split.writer.items < 30, "{}", split.writer.items);
-            assert!(split.fill(iter.by_ref(), usize::MAX).unwrap());
+            assert!(split.fill(&mut entries, usize::MAX).unwrap());
             let (whole, split) = (whole.finish(), split.finish());
             assert_eq!(split, whole);
             let page: ScanPage = serde_json::from_slice(&split).unwrap();
@@ -466,10 +501,10 @@ mod tests {
         // One value larger than the budget: nothing is written inline, all of it after.
         dim.put("k000", "w".repeat(INLINE_BYTES + 1)).unwrap();
         let mut split = Page::new(Params { limit: Some(2), ..Params::default() });
-        let mut iter = dim.range::<&[u8], _>(..);
-        assert!(!split.fill(iter.by_ref(), INLINE_BYTES).unwrap());
+        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+        assert!(!split.fill(&mut entries, INLINE_BYTES).unwrap());
         assert_eq!(split.writer.items, 0);
-        assert!(split.fill(iter.by_ref(), usize::MAX).unwrap());
+        assert!(split.fill(&mut entries, usize::MAX).unwrap());
         let page: ScanPage = serde_json::from_slice(&split.finish()).unwrap();
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.items[0].value.as_ref().map(String::len), Some(INLINE_BYTES + 1));
