@@ -173,33 +173,26 @@ impl Iter {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn next_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
-        let item = self.take_front()?;
+        let item = self.take(false)?;
         Some(self.resolve_borrowed(item))
     }
 
     /// [`next_borrowed`](Iter::next_borrowed) from the back: the entry
     /// [`next_back`](DoubleEndedIterator::next_back) would return.
     pub fn next_back_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
-        let item = self.take_back()?;
+        let item = self.take(true)?;
         Some(self.resolve_borrowed(item))
     }
 
-    fn take_front(&mut self) -> Option<Pending> {
-        if self.front.is_empty() {
-            self.refill(false);
+    /// The next pending entry from one end. When the middle is used up, what the other end
+    /// fetched is next in line.
+    fn take(&mut self, from_back: bool) -> Option<Pending> {
+        if (if from_back { &self.back } else { &self.front }).is_empty() {
+            self.refill(from_back);
         }
-        // When the middle is used up, what the back end fetched is next in line.
-        let item = self.front.pop_front().or_else(|| self.back.pop_back())?;
-        self.layers.prefetch(self.front.get(AHEAD - 1).into_iter());
-        Some(item)
-    }
-
-    fn take_back(&mut self) -> Option<Pending> {
-        if self.back.is_empty() {
-            self.refill(true);
-        }
-        let item = self.back.pop_front().or_else(|| self.front.pop_back())?;
-        self.layers.prefetch(self.back.get(AHEAD - 1).into_iter());
+        let (near, far) = if from_back { (&mut self.back, &mut self.front) } else { (&mut self.front, &mut self.back) };
+        let item = near.pop_front().or_else(|| far.pop_back())?;
+        self.layers.prefetch(near.get(AHEAD - 1).into_iter());
         Some(item)
     }
 
@@ -295,14 +288,14 @@ impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.take_front()?;
+        let item = self.take(false)?;
         Some(self.resolve(item))
     }
 }
 
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
-        let item = self.take_back()?;
+        let item = self.take(true)?;
         Some(self.resolve(item))
     }
 }

@@ -220,7 +220,17 @@ impl Base {
             Bound::Included(k) => self.count_below_prefetching(k, true, from_hi),
             Bound::Excluded(k) => self.count_below_prefetching(k, false, from_hi),
         };
-        &self.entries[start..end.max(start)]
+        // A search asked for the entries the scan reads first; an end left open was not
+        // searched, so ask for them here.
+        let base = &self.entries[start..end.max(start)];
+        let n = n.min(base.len());
+        if !rev && matches!(lo, Bound::Unbounded) {
+            crate::prefetch::prefetch_slice(&base[..n]);
+        }
+        if rev && matches!(hi, Bound::Unbounded) {
+            crate::prefetch::prefetch_slice(&base[base.len() - n..]);
+        }
+        base
     }
 }
 
@@ -407,13 +417,10 @@ impl Ordered {
             return;
         }
         // The entries a short scan copies are neighbours, but the first is rarely cached;
-        // asking for their lines at once overlaps their misses (the search asks for them
-        // as soon as it knows about where they are; this asks again for a range open at
-        // that end, which the search skips). A long scan's later entries are found by the
-        // CPU's own prefetcher, so only the first few are asked for.
+        // asking for their lines at once (`Base::range` does) overlaps their misses. A long
+        // scan's later entries are found by the CPU's own prefetcher, so only the first few
+        // are asked for.
         let base = self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH));
-        let ahead = n.min(base.len()).min(SCAN_PREFETCH);
-        crate::prefetch::prefetch_slice(if rev { &base[base.len() - ahead..] } else { &base[..ahead] });
         let base = base.iter().map(|(k, l)| (k, l));
         let delta = self.delta.range::<[u8], _>((lo, hi));
         let frozen = self.merging.as_ref().map(|m| m.frozen.range::<[u8], _>((lo, hi))).into_iter().flatten();
