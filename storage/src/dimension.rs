@@ -5,7 +5,8 @@
 //! mutex: a frame is encoded outside it, then stamped with a sequence number and written
 //! with `pwrite` under it. Under `Durability::Immediate` the new locations are parked as
 //! *pending* and published to readers only after an `fdatasync` covers them; one thread
-//! syncs for everyone waiting (group commit).
+//! syncs for everyone waiting (group commit). Since nobody can see a pending frame, its
+//! bytes wait in the writer too, and the sync writes all of them with one `pwrite` first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Range};
@@ -34,6 +35,14 @@ const SEQ_BLOCK: u64 = 1 << 20;
 
 /// How long a write that must not block waits for the writer lock before declining.
 const SHORT_WAIT: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Under `Immediate`, frames at least this long are written at once rather than queued
+/// for the next sync's `pwrite`: copying them would cost more than the call it saves.
+const QUEUE_FRAME_MAX: usize = 64 << 10;
+
+/// Under `Immediate`, queued frame bytes are written as soon as they reach this much,
+/// whether or not a sync is due, so the queue stays a bounded copy.
+const QUEUE_BYTES_MAX: usize = 1 << 20;
 
 /// Whether a write may wait for the writer lock, for growing the region or for a seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,8 +306,11 @@ type Update = (IndexKey, Option<Loc>);
 
 pub(crate) struct Writer {
     pub region: Arc<Segment>,
-    /// End of the written records in the region.
+    /// End of the records in the region, the queued ones included.
     pub offset: u64,
+    /// Under `Immediate`: the frames that end at `offset`, appended but not yet written to
+    /// the file (see `write_queued`). Their writes are pending, so no reader looks for them.
+    queued: Vec<u8>,
     /// Allocated length of the region file.
     capacity: u64,
     next_seq: u64,
@@ -317,6 +329,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// End of the records in the file: `offset` less the queued frames, which a read-only
+    /// store (whose last sync failed) may still hold.
+    pub fn written_end(&self) -> u64 {
+        self.offset - self.queued.len() as u64
+    }
+
     pub fn synced_seq(&self) -> u64 {
         self.synced_seq
     }
@@ -694,7 +712,13 @@ impl DimInner {
         let seq = w.next_seq;
         frame.set_seq(seq);
         let at = w.offset;
-        if let Err(e) = w.region.file.write_all_at(frame.bytes(), at) {
+        let queue = self.shared.config.durability == Durability::Immediate && frame.len() < QUEUE_FRAME_MAX;
+        if !queue || w.queued.len() + frame.len() > QUEUE_BYTES_MAX {
+            self.write_queued(&mut w)?;
+        }
+        if queue {
+            w.queued.extend_from_slice(frame.bytes());
+        } else if let Err(e) = w.region.file.write_all_at(frame.bytes(), at) {
             // Nothing was acknowledged. Zero what may have landed, so the bytes cannot be
             // read back as a frame later; if even that fails, stop taking writes.
             let zeros = vec![0u8; frame.len()];
@@ -838,6 +862,10 @@ impl DimInner {
     /// One group sync: everything written so far is synced with the writer lock released
     /// (writers go on appending meanwhile), then published.
     fn lead_sync<'a>(&'a self, mut w: parking_lot::MutexGuard<'a, Writer>) -> parking_lot::MutexGuard<'a, Writer> {
+        // Under the lock, so that a seal or a sync that comes next finds the bytes in the file.
+        if self.write_queued(&mut w).is_err() {
+            return w; // the waiters have their error
+        }
         w.syncing = true;
         let target = w.written_seq;
         let region = w.region.clone();
@@ -860,6 +888,36 @@ impl DimInner {
         }
         self.synced.notify_all();
         w
+    }
+
+    /// Writes the queued frames (`Writer::queued`) with one `pwrite`: a group sync's worth
+    /// of writes costs one system call instead of one each, and the writer lock is held for
+    /// a copy per write instead of a call. Called before anything that needs the frames in
+    /// the file: a sync, a seal, a write that is not queued.
+    ///
+    /// If it fails, none of the queued writes can be acknowledged, and frames that other
+    /// writers appended after them already count on their place in the region: so, as after
+    /// a failed `fdatasync`, every waiting write fails and the store turns read-only until
+    /// reopened. Recovery then treats whatever landed as the torn tail it always does.
+    fn write_queued(&self, w: &mut Writer) -> Result<()> {
+        if w.queued.is_empty() {
+            return Ok(());
+        }
+        let at = w.offset - w.queued.len() as u64;
+        let Err(e) = w.region.file.write_all_at(&w.queued, at) else {
+            w.queued.clear();
+            return Ok(());
+        };
+        let zeros = vec![0u8; w.queued.len()];
+        let _ = w.region.file.write_all_at(&zeros, at); // best effort, as said above
+        let reason = format!("write to {} failed: {e}", w.region.path().display());
+        self.shared.poison(reason.clone());
+        w.queued.clear();
+        w.offset = at;
+        w.pending.clear();
+        fail_callbacks(w, || Error::ReadOnly(reason.clone()));
+        self.synced.notify_all();
+        Err(Error::ReadOnly(reason))
     }
 
     /// Asks the CPU to load the point-index slots of the first `PREFETCH_PENDING` pending
@@ -901,6 +959,7 @@ impl DimInner {
     /// Syncs the active region now, for `sync()`, periodic durability, seal, compaction
     /// and close.
     pub(crate) fn sync_locked(&self, w: &mut Writer) -> Result<()> {
+        self.write_queued(w)?;
         if w.synced_seq >= w.written_seq && w.pending.is_empty() {
             return Ok(());
         }
@@ -1271,6 +1330,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         writer: Mutex::new(Writer {
             region,
             offset: scan.end as u64,
+            queued: Vec::new(),
             capacity,
             next_seq: max_seq + 1,
             written_seq: max_seq,
@@ -1529,7 +1589,12 @@ impl DimInner {
         }
         let mut manifest = w.manifest.clone();
         manifest.last_seq = manifest.last_seq.max(w.synced_seq);
-        Ok(crate::snapshot::Capture { manifest, region: w.region.clone(), region_end: w.offset as usize, sealed })
+        Ok(crate::snapshot::Capture {
+            manifest,
+            region: w.region.clone(),
+            region_end: w.written_end() as usize,
+            sealed,
+        })
     }
 
     /// Installs the ordered index's new base if its merging thread has finished (see

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use jessy_storage::io::{FaultOp, FaultyIo, Io};
-use jessy_storage::{Durability, Error, Expect, Result, Store, Ticket, Version, WriteBatch};
+use jessy_storage::{Config, Durability, Error, Expect, Result, Store, Ticket, Version, WriteBatch};
 
 /// Waits for a ticket through its callback, as an async server would.
 fn called_back(t: Ticket) -> Result<Version> {
@@ -230,4 +230,71 @@ fn try_submit_declines_rather_than_grow_or_seal_and_writes_nothing_then() {
     let d = store.dimension("default").unwrap();
     assert_eq!(d.len(), 299);
     assert_eq!(d.get("k299").unwrap().unwrap().to_vec(), value(299, 200));
+}
+
+/// Under `Immediate` the frames of writes waiting for a sync are queued in the writer and
+/// written with one `pwrite` before it; a frame of 64 KiB or more is written at once, and the
+/// queue is written whenever it passes 1 MiB. Whatever the mix, the log keeps the writes in
+/// their order, and they all come back after a reopen.
+#[test]
+fn queued_and_directly_written_frames_keep_their_order_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().max_size(8 << 20).durability(Durability::Immediate).background_compaction(false);
+    let mut expected = std::collections::BTreeMap::new();
+    let mut tickets = Vec::new();
+    {
+        let store = open(dir.path(), config.clone());
+        let d = store.dimension("default").unwrap();
+        // 3 MiB of small frames (past the queue's bound more than once), with a large
+        // frame every 500 writes and one key overwritten by both kinds.
+        for i in 0..12_000usize {
+            let (key, v) = match i % 500 {
+                499 => ("shared".to_string(), value(i, 100_000)),
+                250 => ("shared".to_string(), value(i, 30)),
+                _ => (format!("k{i:05}"), value(i, 250)),
+            };
+            tickets.push(d.submit_put(&key, &v, None).unwrap());
+            expected.insert(key, v);
+        }
+        let versions: Vec<Version> = tickets.into_iter().map(|t| called_back(t).unwrap()).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions follow the order of the writes");
+        assert_eq!(d.len(), expected.len());
+        store.close().unwrap();
+    }
+    let store = open(dir.path(), config);
+    let d = store.dimension("default").unwrap();
+    let got: std::collections::BTreeMap<String, Vec<u8>> =
+        d.iter().map(|r| r.unwrap()).map(|(k, v)| (String::from_utf8(k).unwrap(), v.to_vec())).collect();
+    assert!(got == expected, "the reopened store differs from what was written");
+    assert!(store.verify().is_ok());
+}
+
+/// A failed `pwrite` of queued frames takes every write in the queue with it: none is
+/// acknowledged or visible, and the store turns read-only (the writes queued after the
+/// failed ones counted on their place in the region) until it is reopened.
+#[test]
+fn a_failed_write_of_queued_frames_fails_every_write_in_the_queue() {
+    let dir = scratch();
+    let io = FaultyIo::new();
+    let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
+    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let d = store.dimension("default").unwrap();
+    called_back(d.submit_put("kept", "1", None).unwrap()).unwrap();
+    let tickets: Vec<Ticket> = (0..5).map(|i| d.submit_put(format!("lost{i}"), "2", None).unwrap()).collect();
+    io.fail_nth(FaultOp::Write, 1, libc::EIO, false);
+    for t in tickets {
+        let err = called_back(t).unwrap_err();
+        assert!(matches!(&err, Error::ReadOnly(reason) if reason.contains("write to")), "{err}");
+    }
+    for i in 0..5 {
+        assert!(d.get(format!("lost{i}")).unwrap().is_none());
+    }
+    assert!(matches!(d.submit_put("x", "y", None), Err(Error::ReadOnly(_))));
+    drop((d, store));
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let d = store.dimension("default").unwrap();
+    assert_eq!(&d.get("kept").unwrap().unwrap()[..], b"1");
+    assert_eq!(d.len(), 1);
+    d.put("after", "reopen").unwrap();
+    assert!(store.verify().is_ok());
 }
