@@ -86,7 +86,15 @@ impl BulkLoader {
         let io = &*shared.io;
         let paths = DimPaths::at(&self.staging);
         let active = self.next_layer.load(std::sync::atomic::Ordering::Relaxed);
-        region::create(io, &shared.layout.temp(), &paths.region(), self.id, active, shared.config.initial_size)?;
+        region::create(
+            io,
+            &shared.layout.temp(),
+            &paths.region(),
+            self.id,
+            active,
+            shared.config.initial_size,
+            shared.config.durability,
+        )?;
         let mut manifest = Manifest::new(self.id, &self.name, active);
         manifest.layers = built.into_iter().map(|b| b.entry).collect();
         manifest.last_seq = 1 + self.count / CHUNK;

@@ -1008,7 +1008,8 @@ impl DimInner {
                 cap = cap.saturating_mul(2);
             }
             let cap = cap.min(max);
-            w.region.file.allocate(cap).map_err(Error::io("allocate", w.region.path()))?;
+            region::grow(&*w.region.file, cap, self.shared.config.durability)
+                .map_err(Error::io("allocate", w.region.path()))?;
             w.region.remap()?;
             self.state.write().refresh_map(w.region.layer_id);
             w.capacity = cap;
@@ -1051,7 +1052,8 @@ impl DimInner {
 
         let new_id = w.next_layer_id;
         let initial = self.shared.config.initial_size;
-        region::create(io, &self.shared.layout.temp(), &self.paths.region(), self.id, new_id, initial)?;
+        let durability = self.shared.config.durability;
+        region::create(io, &self.shared.layout.temp(), &self.paths.region(), self.id, new_id, initial, durability)?;
 
         let mut manifest = w.manifest.clone();
         manifest.layers.push(LayerEntry { live_bytes: live, ..entry });
@@ -1565,7 +1567,7 @@ pub(crate) fn create(shared: &Arc<Shared>, id: u32, name: &str) -> Result<()> {
     let staging = temp.join(format!("new-{}-{}", dir_name(id), region::unique()));
     let p = DimPaths::at(&staging);
     io.create_dir_all(&p.layers()).map_err(Error::io("create directory", p.layers()))?;
-    region::create(io, &temp, &p.region(), id, 1, shared.config.initial_size)?;
+    region::create(io, &temp, &p.region(), id, 1, shared.config.initial_size, shared.config.durability)?;
     Manifest::new(id, name, 1).store(io, &p.manifest())?;
     io.sync_dir(&p.layers()).map_err(Error::io("fsync directory", p.layers()))?;
     let dest = shared.layout.dimension(id).dir;

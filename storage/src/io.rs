@@ -52,6 +52,15 @@ pub trait IoFile: Send + Sync {
     /// Grows the file to `len` bytes of real, written blocks (never a sparse hole), so that
     /// later writes below `len` cannot fail for lack of space and a mapped read never faults.
     fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Grows the file to `len` bytes of blocks reserved but not written (`fallocate(2)`;
+    /// zeros where the file system has no such call). Later writes below `len` cannot fail
+    /// for lack of space and mapped reads return zeros, as after `allocate`, at the cost of
+    /// metadata only; but the first write to each block converts it, which makes a sync of
+    /// that write dearer. For files that are not synced write by write. The default
+    /// allocates.
+    fn reserve(&self, len: u64) -> io::Result<()> {
+        self.allocate(len)
+    }
     /// A read-only shared mapping of the file's current length.
     fn map(&self) -> io::Result<Mmap>;
     /// Writes the dirty pages of `len` bytes at `offset` to the disk and waits for them,
@@ -165,16 +174,17 @@ impl IoFile for StdFile {
         }
         match self.prealloc {
             Prealloc::Zeros => write_zeros(&self.file, current, len),
-            Prealloc::Fallocate => {
-                use std::os::fd::AsRawFd;
-                // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
-                let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, current as i64, (len - current) as i64) };
-                if rc == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            }
+            Prealloc::Fallocate => fallocate(&self.file, current, len),
+        }
+    }
+    fn reserve(&self, len: u64) -> io::Result<()> {
+        let current = self.len()?;
+        if len <= current {
+            return Ok(());
+        }
+        match fallocate(&self.file, current, len) {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => write_zeros(&self.file, current, len),
+            r => r,
         }
     }
     fn map(&self) -> io::Result<Mmap> {
@@ -183,6 +193,17 @@ impl IoFile for StdFile {
         // are unlinked, not truncated, when replaced), and all space is allocated before it
         // is mapped, so the mapped bytes neither change under a reader nor fault.
         unsafe { MmapOptions::new().map(&self.file) }
+    }
+}
+
+fn fallocate(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, from as i64, (to - from) as i64) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -759,19 +780,29 @@ impl IoFile for FaultyFile {
         self.file.len()
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
+        self.grow(len, false)
+    }
+    fn reserve(&self, len: u64) -> io::Result<()> {
+        self.grow(len, true)
+    }
+    fn map(&self) -> io::Result<Mmap> {
+        self.io.dead_check()?;
+        self.file.map()
+    }
+}
+
+impl FaultyFile {
+    /// `allocate` or `reserve`: to the model both are zeros up to `len` once synced.
+    fn grow(&self, len: u64, reserve: bool) -> io::Result<()> {
         let what = || format!("allocate {} to {len} bytes", self.path.display());
         let (mut s, crash) = self.io.begin(FaultOp::Allocate, &what)?;
-        let r = self.file.allocate(len);
+        let r = if reserve { self.file.reserve(len) } else { self.file.allocate(len) };
         if r.is_ok() {
             if let Some((m, id)) = s.model_of(self.node) {
                 m.file(id).pending.push(Pending::Extend(len));
             }
         }
         self.io.end(&mut s, crash, FaultOp::Allocate, what, r)
-    }
-    fn map(&self) -> io::Result<Mmap> {
-        self.io.dead_check()?;
-        self.file.map()
     }
 }
 

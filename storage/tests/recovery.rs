@@ -463,3 +463,44 @@ fn a_key_index_written_after_its_seal_is_there_for_verify_snapshots_and_close() 
     assert!(newest.exists(), "open rebuilt the missing key index");
     assert!(store.verify().is_ok());
 }
+
+/// Without `Immediate` a region grows by reserving blocks (`fallocate`) instead of writing
+/// zeros; the reserved space must read as zeros to recovery (the end of the log) and take
+/// later writes under any durability. Here a store grows and seals under `None`, is cut
+/// short by a crash in the middle of the region (the tail torn with garbage), and goes on
+/// under `Immediate` into the same reserved space.
+#[test]
+fn reserved_space_reads_as_the_end_of_the_log_and_takes_durable_writes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = Config::default().initial_size(4096).max_size(64 * 1024).durability(Durability::None);
+    let store = open(dir.path(), none.clone());
+    let d = store.dimension("default").unwrap();
+    for i in 0..1000 {
+        d.put(format!("a{i:04}"), value(i, 100)).unwrap();
+    }
+    drop(d);
+    store.close().unwrap();
+    let path = region(dir.path(), "D01");
+    let end = data_end(&path);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(end + 64 < len, "the region has reserved space past its data ({end} of {len})");
+    // A torn frame after the last whole one: recovery must cut it and find zeros beyond.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xAB; 40], end as u64).unwrap();
+    drop(f);
+
+    let immediate = none.clone().durability(Durability::Immediate);
+    let store = open(dir.path(), immediate.clone());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 1000);
+    for i in 0..200 {
+        d.put(format!("b{i:04}"), value(i, 100)).unwrap();
+    }
+    drop((d, store));
+    let store = open(dir.path(), immediate);
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 1200);
+    assert_eq!(d.get("a0999").unwrap().unwrap().to_vec(), value(999, 100));
+    assert_eq!(d.get("b0199").unwrap().unwrap().to_vec(), value(199, 100));
+    assert!(store.verify().is_ok());
+}
