@@ -1,7 +1,8 @@
 //! The ordered index: every key with a value, in key order, for scans.
 //!
 //! Most of it is one sorted array, the *base*. The changes since the base was last rebuilt
-//! sit in a small B-tree, the *delta*, a deletion as `None`. A write inserts into a tree of
+//! sit in a small B-tree, the *delta*, a deletion as `None` (with large sorted batches kept
+//! as runs beside it: see `Changes`). A write inserts into a tree of
 //! at most `DELTA_MAX` entries instead of one holding every key of the dimension: at a
 //! million keys that big tree missed the cache at every level, and its inserts took a third
 //! of the CPU of a write. When the delta is full it is merged into a new base in one
@@ -45,6 +46,13 @@ pub(crate) const SPARE_KEEP: Duration = Duration::from_secs(5);
 /// key instead of appending it: appending copies the whole delta.
 const APPEND_RATIO: usize = 8;
 
+/// `set_sorted` keeps a batch of at least this many changes as a run of its own (see
+/// `Changes`). Small in tests, so that the model tests build many runs.
+const RUN_MIN: usize = if cfg!(test) { 3 } else { 4096 };
+
+/// At most this many runs wait for a merge; past it they are folded into one.
+const RUNS_MAX: usize = 16;
+
 /// A search of the base compares integers, not keys: each key's `heads` entry holds 8 of its
 /// bytes (those after the prefix every key shares), every `FENCE`th head is copied into
 /// `fences`, and every `FENCE`th fence into `tops`. The search runs over `tops` (8 KB for a
@@ -62,13 +70,100 @@ const SCAN_PREFETCH: usize = 16;
 /// Changes to the base, in key order; `None` deletes the key.
 type Delta = BTreeMap<IndexKey, Option<Loc>>;
 
+/// A sorted batch of changes, each key once.
+type Run = Vec<(IndexKey, Option<Loc>)>;
+
+/// One change as scans and merges walk them.
+type Change<'a> = (&'a IndexKey, &'a Option<Loc>);
+
+/// The changes not yet in a base: the runs of large sorted batches, oldest first, and a
+/// tree of everything since the last run, newer than all of them. A bulk load's batches of
+/// 10,000 were appended to the tree, and `BTreeMap::append` copies both trees: each batch
+/// cost the whole delta (up to 125,000 entries at a million keys), and that copying was most
+/// of the ordered index's share of a load. A run costs its own size; scans overlay the runs
+/// (`Changes::walk`), and the merge into a new base takes them all in one pass.
+#[derive(Default)]
+struct Changes {
+    runs: Vec<Run>,
+    /// Entries in `runs` (a key in two runs counts twice).
+    in_runs: usize,
+    tree: Delta,
+}
+
+impl Changes {
+    fn len(&self) -> usize {
+        self.in_runs + self.tree.len()
+    }
+
+    /// Appends a run, newer than every change so far.
+    fn push_run(&mut self, run: Run) {
+        if !self.tree.is_empty() {
+            let tree: Run = std::mem::take(&mut self.tree).into_iter().collect();
+            self.in_runs += tree.len();
+            self.runs.push(tree);
+        }
+        self.in_runs += run.len();
+        self.runs.push(run);
+        if self.runs.len() > RUNS_MAX {
+            let all: Run =
+                walk(&[self], Bound::Unbounded, Bound::Unbounded, false).map(|(k, l)| (k.clone(), *l)).collect();
+            self.in_runs = all.len();
+            self.runs = vec![all];
+        }
+    }
+}
+
+/// The changes of `layers` (newest first) between `lo` and `hi` as one sequence in the
+/// scan's order, a key once, with its newest change.
+fn walk<'a>(
+    layers: &[&'a Changes],
+    lo: Bound<&[u8]>,
+    hi: Bound<&[u8]>,
+    rev: bool,
+) -> Box<dyn Iterator<Item = Change<'a>> + 'a> {
+    let first = if rev { Ordering::Greater } else { Ordering::Less };
+    // Oldest first, so that each source is laid over what came before it.
+    let mut sources: Vec<Box<dyn Iterator<Item = Change<'a>> + 'a>> = Vec::new();
+    for layer in layers.iter().rev() {
+        for run in &layer.runs {
+            let from = run.partition_point(|(k, _)| below(k, lo));
+            let to = from + run[from..].partition_point(|(k, _)| !above(k, hi));
+            let slice = run[from..to].iter().map(|(k, l)| (k, l));
+            sources.push(if rev { Box::new(slice.rev()) } else { Box::new(slice) });
+        }
+        let tree = layer.tree.range::<[u8], _>((lo, hi));
+        sources.push(if rev { Box::new(tree.rev()) } else { Box::new(tree) });
+    }
+    let mut sources = sources.into_iter();
+    let oldest = sources.next().unwrap_or_else(|| Box::new(std::iter::empty()));
+    sources.fold(oldest, |older, newer| Box::new(overlay(newer, older, first)))
+}
+
+/// Whether `key` lies before the range that starts at `lo`.
+fn below(key: &[u8], lo: Bound<&[u8]>) -> bool {
+    match lo {
+        Bound::Included(b) => key < b,
+        Bound::Excluded(b) => key <= b,
+        Bound::Unbounded => false,
+    }
+}
+
+/// Whether `key` lies after the range that ends at `hi`.
+fn above(key: &[u8], hi: Bound<&[u8]>) -> bool {
+    match hi {
+        Bound::Included(b) => key > b,
+        Bound::Excluded(b) => key >= b,
+        Bound::Unbounded => false,
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Ordered {
     base: Arc<Base>,
     /// A full delta being merged into `base` on its own thread.
     merging: Option<Merging>,
     /// Changes since `base` (and `merging`) were frozen; they win over both.
-    delta: Delta,
+    delta: Changes,
     /// The arrays of the base retired last, for the next merge to fill.
     spare: Arc<Mutex<Option<Spare>>>,
 }
@@ -100,7 +195,7 @@ struct Base {
 }
 
 struct Merging {
-    frozen: Arc<Delta>,
+    frozen: Arc<Changes>,
     /// Where the merging thread leaves the new base.
     done: Arc<Mutex<Option<Base>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -126,9 +221,9 @@ impl Base {
         Base { entries, common, heads, fences, tops }
     }
 
-    /// A new base: this one with `delta` applied, in `spare`'s arrays if they have room.
-    fn merged(&self, delta: &Delta, spare: Option<Spare>) -> Base {
-        let room = self.entries.len() + delta.len();
+    /// A new base: this one with `changes` applied, in `spare`'s arrays if they have room.
+    fn merged(&self, changes: &Changes, spare: Option<Spare>) -> Base {
+        let room = self.entries.len() + changes.len();
         let (mut out, heads) = match spare {
             Some(s) if s.entries.capacity() >= room && s.heads.capacity() >= room => (s.entries, s.heads),
             // A half more than this merge needs, so that the arrays serve a few more merges
@@ -139,6 +234,11 @@ impl Base {
             ),
         };
         let mut old = self.entries.iter().peekable();
+        let delta: Box<dyn Iterator<Item = Change>> = if changes.runs.is_empty() {
+            Box::new(changes.tree.iter())
+        } else {
+            walk(&[changes], Bound::Unbounded, Bound::Unbounded, false)
+        };
         for (key, loc) in delta {
             while let Some(e) = old.next_if(|e| e.0 < *key) {
                 out.push(e.clone());
@@ -280,12 +380,12 @@ pub(crate) fn head(key: &[u8], common: usize) -> u64 {
 impl Ordered {
     /// An index of `sorted`, which must be sorted by key with each key once.
     pub fn from_sorted(sorted: Vec<(IndexKey, Loc)>) -> Ordered {
-        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Delta::new(), spare: Arc::default() }
+        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Changes::default(), spare: Arc::default() }
     }
 
     /// Records that `key` now has the value at `loc`, or none.
     pub fn set(&mut self, key: IndexKey, loc: Option<Loc>) {
-        self.delta.insert(key, loc);
+        self.delta.tree.insert(key, loc);
         self.install_merged();
         self.merge_if_full(None);
     }
@@ -315,8 +415,25 @@ impl Ordered {
     /// from its root for every key (`probe load`, alternating: 1.54 / 1.70 / 1.61 / 1.50 /
     /// 1.65 / 1.69 / 1.64 s -> 1.42 / 1.44 / 1.31 / 1.44 / 1.40 / 1.51 / 1.62 s). A small
     /// batch is inserted key by key, so that it does not pay for copying a large delta.
+    ///
+    /// A batch of `RUN_MIN` changes or more becomes a run (see `Changes`) and costs only its
+    /// own size.
     pub fn set_sorted(&mut self, sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) {
-        if sorted.len() * APPEND_RATIO < self.delta.len() {
+        if sorted.len() >= RUN_MIN {
+            let mut run: Run = Vec::with_capacity(sorted.len());
+            for (key, loc) in sorted {
+                // Of equal keys, the last (the newest) stays.
+                match run.last_mut() {
+                    Some(last) if last.0 == key => last.1 = loc,
+                    _ => run.push((key, loc)),
+                }
+            }
+            self.delta.push_run(run);
+            self.install_merged();
+            self.merge_if_full(None);
+            return;
+        }
+        if sorted.len() * APPEND_RATIO < self.delta.tree.len() {
             for (key, loc) in sorted {
                 self.set(key, loc);
             }
@@ -325,7 +442,7 @@ impl Ordered {
         // `collect` keeps the last of equal keys, and `append` keeps the batch's entry
         // where both trees have the key: the newer change wins both times.
         let mut batch: Delta = sorted.collect();
-        self.delta.append(&mut batch);
+        self.delta.tree.append(&mut batch);
         self.install_merged();
         self.merge_if_full(None);
     }
@@ -422,8 +539,21 @@ impl Ordered {
         // are asked for.
         let base = self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH));
         let base = base.iter().map(|(k, l)| (k, l));
-        let delta = self.delta.range::<[u8], _>((lo, hi));
-        let frozen = self.merging.as_ref().map(|m| m.frozen.range::<[u8], _>((lo, hi))).into_iter().flatten();
+        let frozen = self.merging.as_ref().map(|m| &*m.frozen);
+        if !self.delta.runs.is_empty() || frozen.is_some_and(|f| !f.runs.is_empty()) {
+            // Runs waiting for a merge (a bulk load): the general, slower walk.
+            let layers: Vec<&Changes> = std::iter::once(&self.delta).chain(frozen).collect();
+            let first = if rev { Ordering::Greater } else { Ordering::Less };
+            let changes = walk(&layers, lo, hi, rev);
+            if rev {
+                merge(base.rev(), changes, first, n, f);
+            } else {
+                merge(base, changes, first, n, f);
+            }
+            return;
+        }
+        let delta = self.delta.tree.range::<[u8], _>((lo, hi));
+        let frozen = frozen.map(|m| m.tree.range::<[u8], _>((lo, hi))).into_iter().flatten();
         if rev {
             let first = Ordering::Greater;
             merge(base.rev(), overlay(delta.rev(), frozen.rev(), first), first, n, f);
@@ -645,6 +775,71 @@ mod tests {
     }
 
     proptest! {
+        /// Batches large enough to become runs, small ones and single sets, in any mix, with
+        /// the delta frozen and merges finished at any point (so that runs sit in the
+        /// frozen delta and the live one at once, and are folded past `RUNS_MAX`), scan like
+        /// a `BTreeMap` in both directions, with any bounds and limit.
+        #[test]
+        fn runs_scan_like_a_btreemap(
+            start in proptest::collection::btree_map(any::<u8>(), any::<u32>(), 0..100),
+            batches in proptest::collection::vec(
+                (proptest::collection::vec((any::<u8>(), proptest::option::of(any::<u32>())), 1..12), 0u8..6),
+                1..40,
+            ),
+            scans in proptest::collection::vec((any::<u8>(), 0u8..3, any::<u8>(), 0u8..3, any::<bool>(), 0usize..300), 1..20),
+        ) {
+            let mut model: BTreeMap<u8, u32> = start.clone();
+            let mut ordered = Ordered::from_sorted(start.iter().map(|(k, v)| (key(*k), loc(*v))).collect());
+            for (ops, step) in batches {
+                let mut sorted = ops.clone();
+                sorted.sort_by_key(|op| op.0);
+                if ops.len() == 1 {
+                    ordered.set(key(ops[0].0), ops[0].1.map(loc));
+                } else {
+                    ordered.set_sorted(sorted.into_iter().map(|(k, v)| (key(k), v.map(loc))));
+                }
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => model.insert(k, v),
+                        None => model.remove(&k),
+                    };
+                }
+                match step {
+                    0 => ordered.merge(),
+                    1 if ordered.merging.is_none() => {
+                        let frozen = Arc::new(std::mem::take(&mut ordered.delta));
+                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: None });
+                    }
+                    2 => {
+                        if let Some(m) = &ordered.merging {
+                            *m.done.lock() = Some(ordered.base.merged(&m.frozen, None));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (a, ak, b, bk, rev, n) in scans {
+                let (lo, hi) = (bound(a, ak), bound(b, bk));
+                let mut got = Vec::new();
+                ordered.scan(as_ref(&lo), as_ref(&hi), rev, n, |k, l| got.push((k[0], l.off)));
+                let want: Vec<(u8, u32)> = if bounds_are_empty(as_ref(&lo), as_ref(&hi)) {
+                    Vec::new()
+                } else {
+                    let lo = lo.as_ref().map(|v| v[0]);
+                    let hi = hi.as_ref().map(|v| v[0]);
+                    let range = model.range((lo, hi)).map(|(k, v)| (*k, *v));
+                    if rev { range.rev().take(n).collect() } else { range.take(n).collect() }
+                };
+                prop_assert_eq!(got, want);
+            }
+            let mut all = Vec::new();
+            ordered.merge();
+            ordered.for_each(|k, l| all.push((k[0], l.off)));
+            prop_assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    proptest! {
         /// The head-based search counts exactly what a search of the sorted keys counts.
         #[test]
         fn counts_match_a_search_of_the_keys(
@@ -748,7 +943,7 @@ mod tests {
         o.release_idle_spare(Duration::ZERO);
         assert!(o.spare.lock().is_none(), "an idle spare was kept");
         o.merge();
-        assert!(o.merging.is_none() && o.delta.is_empty());
+        assert!(o.merging.is_none() && o.delta.len() == 0);
         for at in [0, 1, n, 2 * n - 1, 2 * n + 99] {
             check(&o, &model, at);
         }
