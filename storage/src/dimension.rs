@@ -311,6 +311,12 @@ pub(crate) struct Writer {
     /// Under `Immediate`: the frames that end at `offset`, appended but not yet written to
     /// the file (see `write_queued`). Their writes are pending, so no reader looks for them.
     queued: Vec<u8>,
+    /// The sequence number of the first queued frame.
+    queued_from: u64,
+    /// Writes whose queued frames failed to be written and were taken back: their sequence
+    /// numbers and the error, for whoever waits on them (see `write_queued`). A failure is
+    /// rare and its record small, so they are kept: a waiter may come late.
+    lost: Vec<(std::ops::RangeInclusive<u64>, Option<i32>, String)>,
     /// Allocated length of the region file.
     capacity: u64,
     next_seq: u64,
@@ -329,6 +335,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The error of a write whose frame was taken back after its `pwrite` failed.
+    pub fn lost(&self, seq: u64) -> Option<Error> {
+        let (_, code, text) = self.lost.iter().find(|(seqs, _, _)| seqs.contains(&seq))?;
+        let source = match code {
+            Some(code) => std::io::Error::from_raw_os_error(*code),
+            None => std::io::Error::other(text.clone()),
+        };
+        Some(Error::Io { op: "write", path: self.region.path(), source })
+    }
+
     /// End of the records in the file: `offset` less the queued frames, which a read-only
     /// store (whose last sync failed) may still hold.
     pub fn written_end(&self) -> u64 {
@@ -717,6 +733,9 @@ impl DimInner {
             self.write_queued(&mut w)?;
         }
         if queue {
+            if w.queued.is_empty() {
+                w.queued_from = seq;
+            }
             w.queued.extend_from_slice(frame.bytes());
         } else if let Err(e) = w.region.file.write_all_at(frame.bytes(), at) {
             // Nothing was acknowledged. Zero what may have landed, so the bytes cannot be
@@ -821,6 +840,9 @@ impl DimInner {
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut w = self.writer.lock();
         loop {
+            if let Some(e) = w.lost(seq) {
+                return Err(e);
+            }
             if w.synced_seq >= seq {
                 return Ok(());
             }
@@ -895,10 +917,11 @@ impl DimInner {
     /// a copy per write instead of a call. Called before anything that needs the frames in
     /// the file: a sync, a seal, a write that is not queued.
     ///
-    /// If it fails, none of the queued writes can be acknowledged, and frames that other
-    /// writers appended after them already count on their place in the region: so, as after
-    /// a failed `fdatasync`, every waiting write fails and the store turns read-only until
-    /// reopened. Recovery then treats whatever landed as the torn tail it always does.
+    /// If it fails, the queued frames are the log's last: they are zeroed and taken back
+    /// (offset, key recorder, pending locations), and each of their writes fails with the
+    /// error (`disk_full` for ENOSPC), as a write whose own `pwrite` failed always has; the
+    /// store stays writable. Only if the zeros cannot be written either does it turn
+    /// read-only until reopened, since the bytes might then be read back as frames.
     fn write_queued(&self, w: &mut Writer) -> Result<()> {
         if w.queued.is_empty() {
             return Ok(());
@@ -909,15 +932,41 @@ impl DimInner {
             return Ok(());
         };
         let zeros = vec![0u8; w.queued.len()];
-        let _ = w.region.file.write_all_at(&zeros, at); // best effort, as said above
-        let reason = format!("write to {} failed: {e}", w.region.path().display());
-        self.shared.poison(reason.clone());
         w.queued.clear();
+        if let Err(z) = w.region.file.write_all_at(&zeros, at) {
+            let reason =
+                format!("write to {} failed and could not be undone: {e} (then {z})", w.region.path().display());
+            self.shared.poison(reason.clone());
+            w.offset = at;
+            w.pending.clear();
+            fail_callbacks(w, || Error::ReadOnly(reason.clone()));
+            self.synced.notify_all();
+            return Err(Error::ReadOnly(reason));
+        }
+        let lost = w.queued_from..=w.written_seq;
         w.offset = at;
-        w.pending.clear();
-        fail_callbacks(w, || Error::ReadOnly(reason.clone()));
+        w.written_seq = w.queued_from - 1;
+        w.keys.forget_from(at as u32);
+        w.pending.retain(|(seq, _)| !lost.contains(seq));
+        w.lost.push((lost.clone(), e.raw_os_error(), e.to_string()));
+        let mut i = 0;
+        while i < w.callbacks.len() {
+            if lost.contains(&w.callbacks[i].0) {
+                let (seq, callback) = w.callbacks.swap_remove(i);
+                crate::ticket::call(
+                    callback,
+                    Err(w.lost(seq).unwrap_or(Error::Io {
+                        op: "write",
+                        path: w.region.path(),
+                        source: e.kind().into(),
+                    })),
+                );
+            } else {
+                i += 1;
+            }
+        }
         self.synced.notify_all();
-        Err(Error::ReadOnly(reason))
+        Err(Error::Io { op: "write", path: w.region.path(), source: e })
     }
 
     /// Asks the CPU to load the point-index slots of the first `PREFETCH_PENDING` pending
@@ -1333,6 +1382,8 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             region,
             offset: scan.end as u64,
             queued: Vec::new(),
+            queued_from: 0,
+            lost: Vec::new(),
             capacity,
             next_seq: max_seq + 1,
             written_seq: max_seq,

@@ -90,6 +90,12 @@ impl Recorder {
         self.items.push(Recorded { key: IndexKey::from_slice(key), kind, value_len, offset, seq });
     }
 
+    /// Forgets the entries at `offset` and after (frames whose write failed and was undone).
+    pub fn forget_from(&mut self, offset: u32) {
+        let keep = self.items.partition_point(|r| r.offset < offset);
+        self.items.truncate(keep);
+    }
+
     /// The record count and sequence range, without encoding the index: a seal publishes
     /// the layer with this and encodes the index afterwards (dimension.rs, `seal_synced`).
     pub fn summary(&self) -> Summary {

@@ -59,6 +59,10 @@ impl Ticket {
             return call(Box::new(f), Ok(Version(self.seq)));
         }
         let mut w = dim.writer.lock();
+        if let Some(e) = w.lost(self.seq) {
+            drop(w);
+            return call(Box::new(f), Err(e));
+        }
         if w.synced_seq() >= self.seq {
             drop(w);
             return call(Box::new(f), Ok(Version(self.seq)));
