@@ -664,6 +664,48 @@ mod tests {
         b.as_ref().map(|v| v.as_slice())
     }
 
+    /// What the merging thread does, at any point between writes (`step` 1 freezes the
+    /// delta, 2 leaves the new base any number of writes later), or a merge in place (0).
+    fn merge_step(ordered: &mut Ordered, step: u8) {
+        match step {
+            0 => ordered.merge(),
+            1 if ordered.merging.is_none() => {
+                let frozen = Arc::new(std::mem::take(&mut ordered.delta));
+                ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: None });
+            }
+            2 => {
+                if let Some(m) = &ordered.merging {
+                    *m.done.lock() = Some(ordered.base.merged(&m.frozen, None));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    type Scan = (u8, u8, u8, u8, bool, usize);
+    type Pairs = Vec<(u8, u32)>;
+
+    /// One scan (bounds, direction, limit) of `ordered` and of `model`: what each gives.
+    fn scan_both(ordered: &Ordered, model: &BTreeMap<u8, u32>, scan: Scan) -> (Pairs, Pairs) {
+        let (a, ak, b, bk, rev, n) = scan;
+        let (lo, hi) = (bound(a, ak), bound(b, bk));
+        let mut got = Vec::new();
+        ordered.scan(as_ref(&lo), as_ref(&hi), rev, n, |k, l| got.push((k[0], l.off)));
+        let want: Pairs = if bounds_are_empty(as_ref(&lo), as_ref(&hi)) {
+            Vec::new()
+        } else {
+            let lo = lo.as_ref().map(|v| v[0]);
+            let hi = hi.as_ref().map(|v| v[0]);
+            let range = model.range((lo, hi)).map(|(k, v)| (*k, *v));
+            if rev {
+                range.rev().take(n).collect()
+            } else {
+                range.take(n).collect()
+            }
+        };
+        (got, want)
+    }
+
     proptest! {
         /// Any sequence of sets, with merges (in place, or frozen and finished as on the
         /// merging thread) at any point, scans like a `BTreeMap`, in both directions and
@@ -682,34 +724,10 @@ mod tests {
                     None => { model.remove(&k); }
                 }
                 ordered.set(key(k), v.map(loc));
-                match step {
-                    0 => ordered.merge(),
-                    // What the merging thread does, at any point between writes: freeze
-                    // the delta, then (any number of writes later) leave the new base.
-                    1 if ordered.merging.is_none() => {
-                        let frozen = Arc::new(std::mem::take(&mut ordered.delta));
-                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: None });
-                    }
-                    2 => {
-                        if let Some(m) = &ordered.merging {
-                            *m.done.lock() = Some(ordered.base.merged(&m.frozen, None));
-                        }
-                    }
-                    _ => {}
-                }
+                merge_step(&mut ordered, step);
             }
-            for (a, ak, b, bk, rev, n) in scans {
-                let (lo, hi) = (bound(a, ak), bound(b, bk));
-                let mut got = Vec::new();
-                ordered.scan(as_ref(&lo), as_ref(&hi), rev, n, |k, l| got.push((k[0], l.off)));
-                let want: Vec<(u8, u32)> = if bounds_are_empty(as_ref(&lo), as_ref(&hi)) {
-                    Vec::new()
-                } else {
-                    let lo = lo.as_ref().map(|v| v[0]);
-                    let hi = hi.as_ref().map(|v| v[0]);
-                    let range = model.range((lo, hi)).map(|(k, v)| (*k, *v));
-                    if rev { range.rev().take(n).collect() } else { range.take(n).collect() }
-                };
+            for scan in scans {
+                let (got, want) = scan_both(&ordered, &model, scan);
                 prop_assert_eq!(got, want);
             }
         }
@@ -804,32 +822,10 @@ mod tests {
                         None => model.remove(&k),
                     };
                 }
-                match step {
-                    0 => ordered.merge(),
-                    1 if ordered.merging.is_none() => {
-                        let frozen = Arc::new(std::mem::take(&mut ordered.delta));
-                        ordered.merging = Some(Merging { frozen, done: Arc::new(Mutex::new(None)), thread: None });
-                    }
-                    2 => {
-                        if let Some(m) = &ordered.merging {
-                            *m.done.lock() = Some(ordered.base.merged(&m.frozen, None));
-                        }
-                    }
-                    _ => {}
-                }
+                merge_step(&mut ordered, step);
             }
-            for (a, ak, b, bk, rev, n) in scans {
-                let (lo, hi) = (bound(a, ak), bound(b, bk));
-                let mut got = Vec::new();
-                ordered.scan(as_ref(&lo), as_ref(&hi), rev, n, |k, l| got.push((k[0], l.off)));
-                let want: Vec<(u8, u32)> = if bounds_are_empty(as_ref(&lo), as_ref(&hi)) {
-                    Vec::new()
-                } else {
-                    let lo = lo.as_ref().map(|v| v[0]);
-                    let hi = hi.as_ref().map(|v| v[0]);
-                    let range = model.range((lo, hi)).map(|(k, v)| (*k, *v));
-                    if rev { range.rev().take(n).collect() } else { range.take(n).collect() }
-                };
+            for scan in scans {
+                let (got, want) = scan_both(&ordered, &model, scan);
                 prop_assert_eq!(got, want);
             }
             let mut all = Vec::new();

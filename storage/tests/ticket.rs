@@ -126,14 +126,20 @@ fn without_immediate_durability_the_callback_runs_at_once() {
     }
 }
 
-#[test]
-fn a_failed_sync_answers_the_callbacks_with_the_error_and_the_write_never_shows() {
+/// A store under `Immediate` on a `FaultyIo`, holding "kept" = "1", synced.
+fn faulty_store_with_one_key() -> (tempfile::TempDir, Arc<FaultyIo>, jessy_storage::Config, Store) {
     let dir = scratch();
     let io = FaultyIo::new();
     let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
     let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    called_back(store.dimension("default").unwrap().submit_put("kept", "1", None).unwrap()).unwrap();
+    (dir, io, config, store)
+}
+
+#[test]
+fn a_failed_sync_answers_the_callbacks_with_the_error_and_the_write_never_shows() {
+    let (dir, io, config, store) = faulty_store_with_one_key();
     let d = store.dimension("default").unwrap();
-    called_back(d.submit_put("kept", "1", None).unwrap()).unwrap();
     io.fail_nth(FaultOp::Sync, 1, libc::EIO, false);
     let err = called_back(d.submit_put("lost", "2", None).unwrap()).unwrap_err();
     assert!(matches!(err, Error::ReadOnly(_)), "{err}");
@@ -275,12 +281,8 @@ fn queued_and_directly_written_frames_keep_their_order_in_the_log() {
 /// already synced, and the ones after, survive a reopen; the failed ones do not.
 #[test]
 fn a_failed_write_of_queued_frames_fails_every_write_in_the_queue() {
-    let dir = scratch();
-    let io = FaultyIo::new();
-    let config = small(Durability::Immediate).io(Arc::new(io.clone()) as Arc<dyn Io>);
-    let store = Store::open_with(dir.path(), config.clone()).unwrap();
+    let (dir, io, config, store) = faulty_store_with_one_key();
     let d = store.dimension("default").unwrap();
-    called_back(d.submit_put("kept", "1", None).unwrap()).unwrap();
     let tickets: Vec<Ticket> = (0..5).map(|i| d.submit_put(format!("lost{i}"), "2", None).unwrap()).collect();
     io.fail_nth(FaultOp::Write, 1, libc::ENOSPC, false);
     let last = tickets.last().unwrap().version();
