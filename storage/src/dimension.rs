@@ -338,11 +338,17 @@ impl Writer {
     /// The error of a write whose frame was taken back after its `pwrite` failed.
     pub fn lost(&self, seq: u64) -> Option<Error> {
         let (_, code, text) = self.lost.iter().find(|(seqs, _, _)| seqs.contains(&seq))?;
+        Some(self.write_error(*code, text))
+    }
+
+    /// A failed `pwrite` of the region, rebuilt from what `lost` keeps of it (the OS error
+    /// code where there is one, so that ENOSPC is still `disk_full`).
+    fn write_error(&self, code: Option<i32>, text: &str) -> Error {
         let source = match code {
-            Some(code) => std::io::Error::from_raw_os_error(*code),
-            None => std::io::Error::other(text.clone()),
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::other(text.to_string()),
         };
-        Some(Error::Io { op: "write", path: self.region.path(), source })
+        Error::Io { op: "write", path: self.region.path(), source }
     }
 
     /// End of the records in the file: `offset` less the queued frames, which a read-only
@@ -902,14 +908,22 @@ impl DimInner {
                 self.publish(&mut w, target);
             }
             Err(e) => {
-                let reason = format!("fdatasync of {} failed: {e}", region.path().display());
-                self.shared.poison(reason.clone());
-                w.pending.clear();
-                fail_callbacks(&mut w, || Error::ReadOnly(reason.clone()));
+                self.turn_read_only(&mut w, format!("fdatasync of {} failed: {e}", region.path().display()));
             }
         }
         self.synced.notify_all();
         w
+    }
+
+    /// After a write or sync of the region that cannot be taken back: no pending write can
+    /// be acknowledged any more, and the store refuses writes until reopened (see
+    /// docs/FORMAT.md, "Writing"). Returns the error for the caller.
+    fn turn_read_only(&self, w: &mut Writer, reason: String) -> Error {
+        self.shared.poison(reason.clone());
+        w.pending.clear();
+        fail_callbacks(w, || Error::ReadOnly(reason.clone()));
+        self.synced.notify_all();
+        Error::ReadOnly(reason)
     }
 
     /// Writes the queued frames (`Writer::queued`) with one `pwrite`: a group sync's worth
@@ -934,37 +948,19 @@ impl DimInner {
         let zeros = vec![0u8; w.queued.len()];
         w.queued.clear();
         if let Err(z) = w.region.file.write_all_at(&zeros, at) {
+            w.offset = at;
             let reason =
                 format!("write to {} failed and could not be undone: {e} (then {z})", w.region.path().display());
-            self.shared.poison(reason.clone());
-            w.offset = at;
-            w.pending.clear();
-            fail_callbacks(w, || Error::ReadOnly(reason.clone()));
-            self.synced.notify_all();
-            return Err(Error::ReadOnly(reason));
+            return Err(self.turn_read_only(w, reason));
         }
         let lost = w.queued_from..=w.written_seq;
         w.offset = at;
         w.written_seq = w.queued_from - 1;
         w.keys.forget_from(at as u32);
         w.pending.retain(|(seq, _)| !lost.contains(seq));
-        w.lost.push((lost.clone(), e.raw_os_error(), e.to_string()));
-        let mut i = 0;
-        while i < w.callbacks.len() {
-            if lost.contains(&w.callbacks[i].0) {
-                let (seq, callback) = w.callbacks.swap_remove(i);
-                crate::ticket::call(
-                    callback,
-                    Err(w.lost(seq).unwrap_or(Error::Io {
-                        op: "write",
-                        path: w.region.path(),
-                        source: e.kind().into(),
-                    })),
-                );
-            } else {
-                i += 1;
-            }
-        }
+        let (code, text) = (e.raw_os_error(), e.to_string());
+        answer_callbacks(w, |seq| lost.contains(&seq), |w, _| Err(w.write_error(code, &text)));
+        w.lost.push((lost, code, text));
         self.synced.notify_all();
         Err(Error::Io { op: "write", path: w.region.path(), source: e })
     }
@@ -994,15 +990,7 @@ impl DimInner {
             }
         }
         // Readers see the writes before their callbacks run, as with a blocking commit.
-        let mut i = 0;
-        while i < w.callbacks.len() {
-            if w.callbacks[i].0 <= target {
-                let (seq, callback) = w.callbacks.swap_remove(i);
-                crate::ticket::call(callback, Ok(Version(seq)));
-            } else {
-                i += 1;
-            }
-        }
+        answer_callbacks(w, |seq| seq <= target, |_, seq| Ok(Version(seq)));
     }
 
     /// Syncs the active region now, for `sync()`, periodic durability, seal, compaction
@@ -1014,12 +1002,7 @@ impl DimInner {
         }
         let target = w.written_seq;
         if let Err(e) = w.region.file.sync_data() {
-            let reason = format!("fdatasync of {} failed: {e}", w.region.path().display());
-            self.shared.poison(reason.clone());
-            w.pending.clear();
-            fail_callbacks(w, || Error::ReadOnly(reason.clone()));
-            self.synced.notify_all();
-            return Err(Error::ReadOnly(reason));
+            return Err(self.turn_read_only(w, format!("fdatasync of {} failed: {e}", w.region.path().display())));
         }
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.publish(w, target);
@@ -1192,6 +1175,20 @@ impl DimInner {
 
 /// Answers every waiting callback with the error `err` makes: their writes will never
 /// become durable (and were never visible).
+/// Runs, and removes, the callbacks whose sequence number `which` picks, each with what
+/// `result` says for it.
+fn answer_callbacks(w: &mut Writer, which: impl Fn(u64) -> bool, result: impl Fn(&Writer, u64) -> Result<Version>) {
+    let mut i = 0;
+    while i < w.callbacks.len() {
+        if which(w.callbacks[i].0) {
+            let (seq, callback) = w.callbacks.swap_remove(i);
+            crate::ticket::call(callback, result(w, seq));
+        } else {
+            i += 1;
+        }
+    }
+}
+
 fn fail_callbacks(w: &mut Writer, err: impl Fn() -> Error) {
     for (_, callback) in w.callbacks.drain(..) {
         crate::ticket::call(callback, Err(err()));

@@ -234,12 +234,7 @@ impl Base {
             ),
         };
         let mut old = self.entries.iter().peekable();
-        let delta: Box<dyn Iterator<Item = Change>> = if changes.runs.is_empty() {
-            Box::new(changes.tree.iter())
-        } else {
-            walk(&[changes], Bound::Unbounded, Bound::Unbounded, false)
-        };
-        for (key, loc) in delta {
+        for (key, loc) in walk(&[changes], Bound::Unbounded, Bound::Unbounded, false) {
             while let Some(e) = old.next_if(|e| e.0 < *key) {
                 out.push(e.clone());
             }
