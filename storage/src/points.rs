@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -60,7 +61,74 @@ fn fill_shard(shard: &mut Shard, puts: &[(IndexKey, Loc)], which: &[(u64, u32)])
     }
 }
 
+/// A large batch of updates grouped by shard, each shard's in batch order: `Points::plan`
+/// hashes every key once, and `Points::apply_shards` then takes one shard at a time, locked
+/// once, from whichever thread asks next.
+pub(crate) struct Plan {
+    /// `(hash, index in the batch)`, shard 0's first, then shard 1's, ...
+    items: Vec<(u64, u32)>,
+    /// `items[starts[s]..starts[s + 1]]` are shard `s`'s.
+    starts: [usize; SHARDS + 1],
+    /// The next shard to hand out.
+    next: AtomicUsize,
+}
+
+/// The updates a large batch gave the point index, with the location each replaced.
+pub(crate) type Replaced = Vec<(u32, Option<Loc>)>;
+
 impl Points {
+    /// Groups `updates` by shard, keeping their order within each.
+    pub fn plan(&self, updates: &[(IndexKey, Option<Loc>)]) -> Plan {
+        let hashes: Vec<u64> = updates.iter().map(|(key, _)| self.hash(key)).collect();
+        let mut starts = [0usize; SHARDS + 1];
+        for &h in &hashes {
+            starts[shard_index(h) + 1] += 1;
+        }
+        for s in 0..SHARDS {
+            starts[s + 1] += starts[s];
+        }
+        let mut at = starts;
+        let mut items = vec![(0u64, 0u32); updates.len()];
+        for (i, &h) in hashes.iter().enumerate() {
+            let s = shard_index(h);
+            items[at[s]] = (h, i as u32);
+            at[s] += 1;
+        }
+        Plan { items, starts, next: AtomicUsize::new(0) }
+    }
+
+    /// Applies the shards of `plan` that no other thread has taken yet, one at a time under
+    /// its lock, until none are left; returns each update applied with what it replaced.
+    /// Two threads calling this share the work without dividing it in advance: in a bulk
+    /// load the writer's thread changes the ordered index first, then joins in here.
+    pub fn apply_shards(&self, plan: &Plan, updates: &[(IndexKey, Option<Loc>)]) -> Replaced {
+        const AHEAD: usize = 8;
+        let mut done = Vec::new();
+        loop {
+            let s = plan.next.fetch_add(1, Ordering::Relaxed);
+            if s >= SHARDS {
+                return done;
+            }
+            let mine = &plan.items[plan.starts[s]..plan.starts[s + 1]];
+            if mine.is_empty() {
+                continue;
+            }
+            done.reserve(mine.len());
+            let mut shard = self.shards[s].0.write();
+            for (n, &(hash, i)) in mine.iter().enumerate() {
+                if let Some(&(ahead, _)) = mine.get(n + AHEAD) {
+                    shard.locs.prefetch(ahead);
+                }
+                let (key, loc) = &updates[i as usize];
+                let old = match loc {
+                    Some(loc) => shard.locs.insert(hash, key.clone(), *loc),
+                    None => shard.locs.remove(hash, key),
+                };
+                done.push((i, old));
+            }
+        }
+    }
+
     pub fn new() -> Points {
         let shards = (0..SHARDS).map(|_| Padded(RwLock::new(Shard::default()))).collect();
         Points { hasher: Hasher::default(), shards }
@@ -178,5 +246,45 @@ mod tests {
         assert_eq!(p.len(), 49_999);
         // No layer map set yet: the location comes back without a map.
         assert!(matches!(p.get(b"key1"), Some((None, l)) if l == loc(1)));
+    }
+
+    /// A batch applied by shards from two threads ends where the same batch applied update
+    /// by update does, and reports for each update what it replaced, in batch order within
+    /// a key: a key put twice, deleted and put again in one batch included.
+    #[test]
+    fn a_batch_applied_by_shards_from_two_threads_is_the_batch_applied_in_turn() {
+        let key = |i: u32| IndexKey::from_slice(format!("key{i}").as_bytes());
+        let start: Vec<(IndexKey, Loc)> = (0..20_000u32).map(|i| (key(i), loc(i))).collect();
+        let mut updates: Vec<(IndexKey, Option<Loc>)> = Vec::new();
+        for i in 0..30_000u32 {
+            let k = (i * 7919) % 25_000;
+            updates.push((key(k), if i % 5 == 0 { None } else { Some(loc(100_000 + i)) }));
+        }
+        let (turn, shared) = (Points::new(), Points::new());
+        turn.fill(&start);
+        shared.fill(&start);
+        let expected: Vec<Option<Loc>> = updates
+            .iter()
+            .map(|(k, l)| match l {
+                Some(l) => turn.insert(k.clone(), *l),
+                None => turn.remove(k),
+            })
+            .collect();
+        let plan = shared.plan(&updates);
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| shared.apply_shards(&plan, &updates));
+            let mine = shared.apply_shards(&plan, &updates);
+            (mine, other.join().unwrap())
+        });
+        let mut got: Vec<Option<Option<Loc>>> = vec![None; updates.len()];
+        for (i, old) in a.into_iter().chain(b) {
+            assert!(got[i as usize].replace(old).is_none(), "update {i} applied twice");
+        }
+        let got: Vec<Option<Loc>> = got.into_iter().map(|o| o.expect("an update was not applied")).collect();
+        assert_eq!(got, expected);
+        assert_eq!(shared.len(), turn.len());
+        for i in 0..25_000u32 {
+            assert_eq!(shared.loc(&key(i)), turn.loc(&key(i)), "key{i}");
+        }
     }
 }

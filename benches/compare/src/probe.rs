@@ -6,7 +6,8 @@
 //! perf record -g -- jessy-compare probe get    --n 1000000 --dir /tmp/p --repeat 3
 //! ```
 //!
-//! Phases: load, bulkloader, reopen, get, get2, range (`--len N` keys each, default 10;
+//! Phases: load (`--sorted 1` writes the keys in key order, so that neighbouring keys'
+//! values lie side by side in the log), bulkloader, reopen, get, get2, range (`--len N` keys each, default 10;
 //! `--hint 0` leaves out `Iter::batch_size`, `--owned 1` reads
 //! with `next` (a `Vec` per key) instead of `next_borrowed`), put, batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
 //! `--durability none|immediate` the durability of put and batch (default immediate).
@@ -27,6 +28,7 @@ pub fn main(argv: &[String]) -> Res<()> {
     let mut len = 10usize;
     let mut hint = true;
     let mut owned = false;
+    let mut sorted = false;
     let mut durability = Durability::Immediate;
     let mut it = argv.iter().skip(1);
     while let Some(f) = it.next() {
@@ -38,6 +40,7 @@ pub fn main(argv: &[String]) -> Res<()> {
             "--count" => count = v.parse()?,
             "--len" => len = v.parse()?,
             "--hint" => hint = v != "0",
+            "--sorted" => sorted = v != "0",
             "--owned" => owned = v != "0",
             "--max-size" => max_size = Some(v.parse::<u64>()?),
             "--durability" => {
@@ -64,9 +67,13 @@ pub fn main(argv: &[String]) -> Res<()> {
             let store = Store::open_with(&dir, config(Durability::None))?;
             let d = store.dimension("default")?;
             let mut i = 0;
+            let mut order: Vec<u64> = (0..n).collect();
+            if sorted {
+                order.sort_by_key(|&j| key(j));
+            }
             while i < n {
                 let mut b = WriteBatch::new();
-                for j in i..(i + BULK_BATCH).min(n) {
+                for &j in &order[i as usize..(i + BULK_BATCH).min(n) as usize] {
                     b.push_put(key(j), value(j));
                 }
                 d.write(b)?;
