@@ -1,6 +1,7 @@
 //! The active region: creating one crash-safely, and cutting a torn tail on open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::io::{Io, IoFile};
@@ -31,21 +32,50 @@ pub(crate) fn create(
     size: u64,
     durability: Durability,
 ) -> Result<()> {
+    let (tmp, file) = build(io, temp_dir, dimension_id, layer_id, size, durability)?;
+    let result = put_in_place(io, &*file, &tmp, dest);
+    if result.is_err() {
+        let _ = io.remove_file(&tmp);
+    }
+    result
+}
+
+/// The first half of `create`: a region file under `temp/` holding its header, with `size`
+/// bytes allocated, neither synced nor in place. A seal behind the writer (see
+/// `DimInner::seal_behind`) lets writes go into it before `put_in_place`; open removes
+/// whatever `temp/` holds, so a crash before then takes those writes and nothing else.
+pub(crate) fn build(
+    io: &dyn Io,
+    temp_dir: &Path,
+    dimension_id: u32,
+    layer_id: u32,
+    size: u64,
+    durability: Durability,
+) -> Result<(PathBuf, Arc<dyn IoFile>)> {
     let tmp = temp_dir.join(format!("region-D{dimension_id:02}-L{layer_id:08}-{}.tmp", unique()));
     let file = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
     let header = FileHeader { kind: FileKind::Log, dimension_id, layer_id }.encode();
     let result = (|| {
         grow(&*file, size, durability).map_err(Error::io("allocate", &tmp))?;
-        file.write_all_at(&header, 0).map_err(Error::io("write", &tmp))?;
-        file.sync_data().map_err(Error::io("fdatasync", &tmp))?;
-        io.rename(&tmp, dest).map_err(Error::io("rename", &tmp))?;
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        io.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+        file.write_all_at(&header, 0).map_err(Error::io("write", &tmp))
     })();
-    if result.is_err() {
-        let _ = io.remove_file(&tmp);
+    match result {
+        Ok(()) => Ok((tmp, file)),
+        Err(e) => {
+            let _ = io.remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// The second half of `create`: syncs the file built at `tmp` (its header, and whatever
+/// was written into it since), renames it to `dest` and syncs the directory. The sync
+/// comes first so that `dest` never names a file whose header a crash could take back.
+pub(crate) fn put_in_place(io: &dyn Io, file: &dyn IoFile, tmp: &Path, dest: &Path) -> Result<()> {
+    file.sync_data().map_err(Error::io("fdatasync", tmp))?;
+    io.rename(tmp, dest).map_err(Error::io("rename", tmp))?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    io.sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }
 
 /// A name part that no two calls in this process share.

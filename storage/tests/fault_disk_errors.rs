@@ -288,6 +288,53 @@ fn a_failed_region_sync_makes_the_store_read_only_until_reopened() {
     d.put("after", b"reopen").unwrap();
 }
 
+/// Under `None` a seal's file steps run on a thread behind the writer (dimension.rs,
+/// `seal_behind`), and the writes that follow go into a new region that takes its place
+/// only once those steps are done. When one of them fails, those writes can never be made
+/// durable: the next sync must fail with `read_only` (a read-only store's sync otherwise
+/// reports success, having nothing new to make durable), and reopening keeps everything
+/// synced before, and a prefix of the rest.
+#[test]
+fn a_failed_step_of_a_seal_behind_the_writer_fails_the_next_sync() {
+    for op in [FaultOp::Sync, FaultOp::Rename] {
+        let dir = scratch();
+        let io = FaultyIo::new();
+        let cfg = config(&io).durability(Durability::None);
+        let store = Store::open_with(dir.path(), cfg.clone()).unwrap();
+        let d = store.get_dimension("default").unwrap();
+        d.put("synced", b"before").unwrap();
+        store.sync().unwrap();
+        // Sticky: whichever of the seal's syncs or renames comes first fails, and so does
+        // every later one; the writer's own part of the seal has neither.
+        io.fail_nth(op, 1, libc::EIO, true);
+        let key = |i: u32| format!("k{i:03}");
+        let mut acknowledged = 0;
+        for i in 0..300 {
+            if d.put(key(i), [b'v'; 100]).is_err() {
+                break;
+            }
+            acknowledged = i + 1;
+        }
+        // 300 puts of 100 bytes fill several 8 KiB regions: a seal must have failed, and
+        // the store gone read-only, before the last.
+        assert!(acknowledged < 300, "{op:?}: no write failed");
+        let err = store.sync().expect_err("a sync after a failed seal must fail");
+        assert_eq!(err.code(), "read_only", "{op:?}: {err}");
+        assert!(err.to_string().contains("reopen"), "{op:?}: {err}");
+        io.clear_faults();
+        drop((d, store));
+        let store = Store::open_with(dir.path(), cfg).unwrap();
+        let d = store.get_dimension("default").unwrap();
+        assert_eq!(&d.get("synced").unwrap().unwrap()[..], b"before", "{op:?}");
+        let kept = (0..acknowledged).take_while(|&i| d.get(key(i)).unwrap().is_some()).count() as u32;
+        for i in kept..300 {
+            assert!(d.get(key(i)).unwrap().is_none(), "{op:?}: {} kept after a lost {}", key(i), key(kept));
+        }
+        d.put("after", b"reopen").unwrap();
+        store.sync().unwrap();
+    }
+}
+
 // ---- errors during recovery ------------------------------------------------------------
 
 /// The layer id in a log file's header, and the manifest's active layer id.
