@@ -53,6 +53,8 @@ pub(crate) struct LayerBuilder<F: FnMut() -> u32> {
     current: Option<OpenFile>,
     frame: Option<(FrameBuilder, u64)>,
     done: Vec<BuiltLayer>,
+    /// The thread closing the last full file (`finish_file`), if it may still run.
+    closing: Option<std::thread::JoinHandle<Result<BuiltLayer>>>,
 }
 
 impl<F: FnMut() -> u32> LayerBuilder<F> {
@@ -66,6 +68,7 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
             current: None,
             frame: None,
             done: Vec::new(),
+            closing: None,
         }
     }
 
@@ -93,11 +96,21 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         Ok((current.layer_id, offset))
     }
 
-    /// Closes the last file; returns every layer written.
+    /// Closes the last file; returns every layer written, each synced with its key index.
     pub fn finish(mut self) -> Result<Vec<BuiltLayer>> {
         self.flush_frame()?;
         self.finish_file()?;
+        self.collect()?;
         Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Waits for the file being closed behind the caller, if any, and keeps its layer.
+    fn collect(&mut self) -> Result<()> {
+        let Some(handle) = self.closing.take() else { return Ok(()) };
+        let built =
+            handle.join().map_err(|_| Error::corruption(&self.dir, 0, "the thread closing a layer file panicked"))?;
+        self.done.push(built?);
+        Ok(())
     }
 
     fn start_file(&mut self) -> Result<()> {
@@ -138,16 +151,53 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         Ok(())
     }
 
+    /// Closes the current file on a thread of its own while the caller fills the next one:
+    /// its last writes, its `fdatasync`, and its key index (sorting the keys, writing and
+    /// syncing the file). On the caller's thread they were about a quarter of a bulk load of
+    /// a million keys (`strace -f -T`: 182 ms of `fdatasync` for 24 layers, besides the
+    /// sorting). One file is closed at a time; `finish` waits for the last. Nothing is
+    /// published before `finish` returns (compaction commits its manifest after it, a bulk
+    /// load renames its directory after it), so the order of the syncs does not matter.
     fn finish_file(&mut self) -> Result<()> {
-        let Some(mut current) = self.current.take() else { return Ok(()) };
-        current.write_buffered()?;
-        current.file.sync_data().map_err(Error::io("fdatasync", &current.path))?;
+        let Some(current) = self.current.take() else { return Ok(()) };
+        self.collect()?;
+        let (io, dim) = (self.io.clone(), self.dimension_id);
         let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
-        let recording = current.keys.encode(self.dimension_id, current.layer_id, current.offset as u32);
-        write_key_index(&*self.io, &keys, &recording.bytes)?;
-        let entry = recording.layer_entry(current.layer_id, current.offset);
-        self.done.push(BuiltLayer { entry, log: current.path, keys });
+        let job = move || close_file(&*io, dim, current, keys);
+        // Kept where a failed spawn leaves it, so that this thread can run it instead.
+        let job = Arc::new(parking_lot::Mutex::new(Some(job)));
+        let run = {
+            let job = job.clone();
+            move || match job.lock().take() {
+                Some(job) => job(),
+                None => Err(Error::corruption("", 0, "a layer file was closed twice")),
+            }
+        };
+        match std::thread::Builder::new().name("jessy-layer-close".into()).spawn(run.clone()) {
+            Ok(handle) => self.closing = Some(handle),
+            Err(_) => self.done.push(run()?),
+        }
         Ok(())
+    }
+}
+
+/// Writes what `current` still buffers, syncs it, and writes its key index at `keys`.
+fn close_file(io: &dyn Io, dimension_id: u32, mut current: OpenFile, keys: PathBuf) -> Result<BuiltLayer> {
+    current.write_buffered()?;
+    current.file.sync_data().map_err(Error::io("fdatasync", &current.path))?;
+    let recording = current.keys.encode(dimension_id, current.layer_id, current.offset as u32);
+    write_key_index(io, &keys, &recording.bytes)?;
+    let entry = recording.layer_entry(current.layer_id, current.offset);
+    Ok(BuiltLayer { entry, log: current.path, keys })
+}
+
+impl<F: FnMut() -> u32> Drop for LayerBuilder<F> {
+    /// A builder given up on (an error) still waits for the file it was closing, so that
+    /// no thread writes into a staging directory after its owner removed it.
+    fn drop(&mut self) {
+        if let Some(handle) = self.closing.take() {
+            let _ = handle.join();
+        }
     }
 }
 
