@@ -112,7 +112,10 @@ impl BulkLoader {
 impl Drop for BulkLoader {
     fn drop(&mut self) {
         // Unfinished or failed: nothing of it may stay behind. (After a successful finish
-        // the staging directory has been renamed away and this does nothing.)
+        // the staging directory has been renamed away and this does nothing.) The builder
+        // goes first: it waits for the file it may still be closing on a thread of its own,
+        // which would otherwise write into the directory while it is being removed.
+        drop(self.builder.take());
         if self.staging.exists() {
             let _ = self.store.shared().io.remove_dir_all(&self.staging);
         }
