@@ -107,8 +107,8 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
     /// Waits for the file being closed behind the caller, if any, and keeps its layer.
     fn collect(&mut self) -> Result<()> {
         let Some(handle) = self.closing.take() else { return Ok(()) };
-        let built =
-            handle.join().map_err(|_| Error::corruption(&self.dir, 0, "the thread closing a layer file panicked"))?;
+        let panicked = || Error::io("close a layer file in", &self.dir)(std::io::Error::other("its thread panicked"));
+        let built = handle.join().map_err(|_| panicked())?;
         self.done.push(built?);
         Ok(())
     }
@@ -170,7 +170,7 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
             let job = job.clone();
             move || match job.lock().take() {
                 Some(job) => job(),
-                None => Err(Error::corruption("", 0, "a layer file was closed twice")),
+                None => Err(Error::io("close a layer file in", "")(std::io::Error::other("closed twice"))),
             }
         };
         match std::thread::Builder::new().name("jessy-layer-close".into()).spawn(run.clone()) {
