@@ -1030,8 +1030,15 @@ impl DimInner {
         // Writes acknowledged before a seal behind the writer failed cannot be made durable.
         self.finish_sealing()?;
         if self.shared.is_read_only() {
-            // Nothing new can have been written; what was durable stays durable.
-            return Ok(());
+            // Nothing new can have been written. Under `Immediate` every acknowledged write
+            // was synced before it was acknowledged, so nothing is left to make durable.
+            // Otherwise writes acknowledged before the store turned read-only may never
+            // have reached the disk (a failed `fdatasync` is reported once, and a second one
+            // would succeed over lost pages): a sync cannot promise them, so it says why.
+            return match self.shared.config.durability {
+                Durability::Immediate => Ok(()),
+                Durability::Periodic(_) | Durability::None => self.shared.check_writable(),
+            };
         }
         self.sync_locked(&mut w)
     }

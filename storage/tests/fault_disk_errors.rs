@@ -335,6 +335,28 @@ fn a_failed_step_of_a_seal_behind_the_writer_fails_the_next_sync() {
     }
 }
 
+/// Under `None` a failed sync leaves the writes acknowledged before it perhaps nowhere but
+/// in memory, and Linux reports a failed writeback once: a second `fdatasync` would succeed
+/// over the lost pages. So every later sync must fail too, not report success because a
+/// read-only store has nothing new to sync (which is right under `Immediate`, where every
+/// acknowledged write was synced: `a_failed_region_sync_makes_the_store_read_only_until_reopened`).
+#[test]
+fn under_none_every_sync_after_a_failed_one_fails() {
+    let dir = scratch();
+    let io = FaultyIo::new();
+    let store = Store::open_with(dir.path(), config(&io).durability(Durability::None)).unwrap();
+    let d = store.get_dimension("default").unwrap();
+    d.put("acknowledged", b"not synced").unwrap();
+    io.fail_nth(FaultOp::Sync, 1, libc::EIO, false);
+    let first = store.sync().expect_err("the injected sync failure");
+    assert!(caused_by(&first, libc::EIO), "{first}");
+    for _ in 0..2 {
+        let again = store.sync().expect_err("a later sync must not report success");
+        assert_eq!(again.code(), "read_only", "{again}");
+        assert!(again.to_string().contains("reopen"), "{again}");
+    }
+}
+
 // ---- errors during recovery ------------------------------------------------------------
 
 /// The layer id in a log file's header, and the manifest's active layer id.
