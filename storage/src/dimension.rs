@@ -617,7 +617,9 @@ impl Dimension {
         self.inner.stats()
     }
 
-    /// Makes every write so far durable (useful under `Periodic` or `None`).
+    /// Makes every write so far durable (useful under `Periodic` or `None`). Fails on a
+    /// read-only store under `Periodic` or `None`, as [`Store::sync`](crate::Store::sync)
+    /// says.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync()
     }

@@ -343,7 +343,10 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every write so far durable, in every dimension.
+    /// Makes every write so far durable, in every dimension. On a store that turned
+    /// read-only (`Error::ReadOnly`), under `Periodic` or `None` it fails with the reason:
+    /// writes acknowledged before then may never reach the disk. Under `Immediate` it
+    /// succeeds, every acknowledged write having been synced already.
     pub fn sync(&self) -> Result<()> {
         for d in self.dimensions() {
             d.sync()?;
