@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::dimension::write_key_index;
+use crate::helper::{spawn_or_run, Helper};
 use crate::io::{Io, IoFile};
 use crate::keyindex::Recorder;
 use crate::manifest::LayerEntry;
@@ -54,7 +55,7 @@ pub(crate) struct LayerBuilder<F: FnMut() -> u32> {
     frame: Option<(FrameBuilder, u64)>,
     done: Vec<BuiltLayer>,
     /// The thread closing the last full file (`finish_file`), if it may still run.
-    closing: Option<std::thread::JoinHandle<Result<BuiltLayer>>>,
+    closing: Option<Helper<Result<BuiltLayer>>>,
 }
 
 impl<F: FnMut() -> u32> LayerBuilder<F> {
@@ -106,9 +107,9 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
 
     /// Waits for the file being closed behind the caller, if any, and keeps its layer.
     fn collect(&mut self) -> Result<()> {
-        let Some(handle) = self.closing.take() else { return Ok(()) };
+        let Some(helper) = self.closing.take() else { return Ok(()) };
         let panicked = || Error::io("close a layer file in", &self.dir)(std::io::Error::other("its thread panicked"));
-        let built = handle.join().map_err(|_| panicked())?;
+        let built = helper.join().ok_or_else(panicked)?;
         self.done.push(built?);
         Ok(())
     }
@@ -163,19 +164,9 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         self.collect()?;
         let (io, dim) = (self.io.clone(), self.dimension_id);
         let keys = self.dir.join(format!("L{:08}.keys", current.layer_id));
-        let job = move || close_file(&*io, dim, current, keys);
-        // Kept where a failed spawn leaves it, so that this thread can run it instead.
-        let job = Arc::new(parking_lot::Mutex::new(Some(job)));
-        let run = {
-            let job = job.clone();
-            move || match job.lock().take() {
-                Some(job) => job(),
-                None => Err(Error::io("close a layer file in", "")(std::io::Error::other("closed twice"))),
-            }
-        };
-        match std::thread::Builder::new().name("jessy-layer-close".into()).spawn(run.clone()) {
-            Ok(handle) => self.closing = Some(handle),
-            Err(_) => self.done.push(run()?),
+        match spawn_or_run("jessy-layer-close".into(), move || close_file(&*io, dim, current, keys)) {
+            Ok(helper) => self.closing = Some(helper),
+            Err(built) => self.done.push(built?),
         }
         Ok(())
     }
@@ -195,8 +186,8 @@ impl<F: FnMut() -> u32> Drop for LayerBuilder<F> {
     /// A builder given up on (an error) still waits for the file it was closing, so that
     /// no thread writes into a staging directory after its owner removed it.
     fn drop(&mut self) {
-        if let Some(handle) = self.closing.take() {
-            let _ = handle.join();
+        if let Some(helper) = self.closing.take() {
+            let _ = helper.join();
         }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::batch::Op;
+use crate::helper::{spawn_or_run, Helper};
 use crate::keyindex::{KeyIndex, Recorder};
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::{LayerEntry, Manifest};
@@ -389,10 +390,10 @@ pub(crate) struct DimInner {
     pub compacting: Mutex<crate::compaction::Futile>,
     /// The thread writing the key index of the last sealed layer, if it may still run
     /// (see `seal_synced`).
-    key_index: Mutex<Option<std::thread::JoinHandle<()>>>,
+    key_index: Mutex<Option<Helper<()>>>,
     /// The thread finishing the last seal's file steps behind the writer, if it may still
     /// run (see `seal_behind`).
-    sealing: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
+    sealing: Mutex<Option<Helper<Result<()>>>>,
     /// Why a seal behind the writer failed: the writes made since it went into a region
     /// that never got its place, so no later sync can make them durable.
     seal_failed: Mutex<Option<String>>,
@@ -1105,34 +1106,21 @@ impl DimInner {
         // pending at a time.
         self.finish_key_index();
         let keys = std::mem::take(&mut w.keys);
-        let entry = keys.summary().layer_entry(id, data_end as u64);
-        let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
 
-        let layer_path = self.paths.layer(id);
-        let _ = io.remove_file(&layer_path);
-        io.hard_link(&self.paths.region(), &layer_path).map_err(Error::io("link", &layer_path))?;
-        io.sync_dir(&self.paths.layers()).map_err(Error::io("fsync directory", self.paths.layers()))?;
+        let layer_path = link_into_layers(io, &self.paths, id)?;
 
         let new_id = w.next_layer_id;
         let initial = self.shared.config.initial_size;
         let durability = self.shared.config.durability;
         region::create(io, &self.shared.layout.temp(), &self.paths.region(), self.id, new_id, initial, durability)?;
 
-        let mut manifest = w.manifest.clone();
-        manifest.layers.push(LayerEntry { live_bytes: live, ..entry });
-        manifest.active.layer_id = new_id;
-        manifest.generation += 1;
-        manifest.last_seq = manifest.last_seq.max(w.written_seq);
+        let manifest = self.sealed_manifest(w, &keys, new_id);
         manifest.store(io, &self.paths.manifest())?;
         w.manifest = manifest;
 
         old.set_path(layer_path);
         let fresh = Arc::new(Segment::open(io, &self.paths.region(), self.id)?);
-        self.state.write().add_segment(fresh.clone());
-        w.region = fresh;
-        w.offset = FILE_HEADER_LEN as u64;
-        w.capacity = initial;
-        w.next_layer_id = new_id + 1;
+        self.switch_region(w, fresh);
         self.write_key_index_later(keys, id, data_end as u32);
         tracing::debug!(dimension = %self.name, layer = id, "sealed region into layers/");
         Ok(())
@@ -1173,20 +1161,9 @@ impl DimInner {
             }
         };
         let keys = std::mem::take(&mut w.keys);
-        let entry = keys.summary().layer_entry(id, data_end as u64);
-        let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
-        let mut manifest = w.manifest.clone();
-        manifest.layers.push(LayerEntry { live_bytes: live, ..entry });
-        manifest.active.layer_id = new_id;
-        manifest.generation += 1;
-        manifest.last_seq = manifest.last_seq.max(w.written_seq);
+        let manifest = self.sealed_manifest(w, &keys, new_id);
         w.manifest = manifest.clone();
-
-        self.state.write().add_segment(fresh.clone());
-        w.region = fresh.clone();
-        w.offset = FILE_HEADER_LEN as u64;
-        w.capacity = initial;
-        w.next_layer_id = new_id + 1;
+        self.switch_region(w, fresh.clone());
 
         let (io, paths, dim) = (self.shared.io.clone(), self.paths.clone(), self.id);
         let shared = self.shared.clone();
@@ -1194,11 +1171,7 @@ impl DimInner {
             let io = &*io;
             let result = (|| {
                 old.file.sync_data().map_err(Error::io("fdatasync", old.path()))?;
-                let layer_path = paths.layer(id);
-                let _ = io.remove_file(&layer_path);
-                io.hard_link(&paths.region(), &layer_path).map_err(Error::io("link", &layer_path))?;
-                io.sync_dir(&paths.layers()).map_err(Error::io("fsync directory", paths.layers()))?;
-                old.set_path(layer_path);
+                old.set_path(link_into_layers(io, &paths, id)?);
                 region::put_in_place(io, &*fresh.file, &tmp, &paths.region())?;
                 fresh.set_path(paths.region());
                 manifest.store(io, &paths.manifest())
@@ -1207,27 +1180,15 @@ impl DimInner {
                 shared.poison(format!("sealing layer {id} of {} failed: {e}", paths.dir.display()));
                 return result;
             }
-            let recording = keys.encode(dim, id, data_end);
-            let keys_path = paths.keys(id);
-            if let Err(e) = write_key_index(io, &keys_path, &recording.bytes) {
-                tracing::warn!(error = %e, file = %keys_path.display(), "could not write a sealed layer's key index; the next open rebuilds it from the layer");
-            }
+            write_key_index_or_warn(io, dim, id, data_end, keys, &paths.keys(id));
             Ok(())
         };
-        // Kept where a failed spawn leaves it, so that this thread can run it instead.
-        let job = Arc::new(Mutex::new(Some(job)));
-        let run = {
-            let job = job.clone();
-            move || job.lock().take().map_or(Ok(()), |job| job())
-        };
-        let name = format!("jessy-seal-{}", dir_name(self.id));
-        match std::thread::Builder::new().name(name).spawn(run.clone()) {
-            Ok(handle) => *self.sealing.lock() = Some(handle),
-            Err(_) => {
-                if let Err(e) = run() {
-                    *self.seal_failed.lock() = Some(format!("sealing a region failed: {e}; reopen the store"));
-                    return Err(e);
-                }
+        match spawn_or_run(format!("jessy-seal-{}", dir_name(self.id)), job) {
+            Ok(helper) => *self.sealing.lock() = Some(helper),
+            Err(Ok(())) => {}
+            Err(Err(e)) => {
+                *self.seal_failed.lock() = Some(format!("sealing a region failed: {e}; reopen the store"));
+                return Err(e);
             }
         }
         tracing::debug!(dimension = %self.name, layer = id, "sealing region into layers/ behind the writer");
@@ -1242,10 +1203,10 @@ impl DimInner {
         // the steps too, not find the slot empty and go on (a compaction joining here while
         // the writer stored a manifest let two manifest stores race: fault_concurrency.rs).
         let mut slot = self.sealing.lock();
-        if let Some(handle) = slot.take() {
-            let outcome = match handle.join() {
-                Ok(r) => r,
-                Err(_) => {
+        if let Some(helper) = slot.take() {
+            let outcome = match helper.join() {
+                Some(r) => r,
+                None => {
                     let reason = format!("the thread sealing a layer of {} panicked", self.name);
                     self.shared.poison(reason.clone());
                     Err(Error::ReadOnly(reason))
@@ -1270,22 +1231,33 @@ impl DimInner {
         let io = self.shared.io.clone();
         let path = self.paths.keys(layer);
         let dim = self.id;
-        let job = Arc::new(Mutex::new(Some(keys)));
-        let run = {
-            let job = job.clone();
-            move || {
-                let Some(keys) = job.lock().take() else { return };
-                let recording = keys.encode(dim, layer, data_end);
-                if let Err(e) = write_key_index(&*io, &path, &recording.bytes) {
-                    tracing::warn!(error = %e, file = %path.display(), "could not write a sealed layer's key index; the next open rebuilds it from the layer");
-                }
-            }
-        };
-        let name = format!("jessy-keys-{}", dir_name(self.id));
-        match std::thread::Builder::new().name(name).spawn(run.clone()) {
-            Ok(handle) => *self.key_index.lock() = Some(handle),
-            Err(_) => run(),
+        let job = move || write_key_index_or_warn(&*io, dim, layer, data_end, keys, &path);
+        if let Ok(helper) = spawn_or_run(format!("jessy-keys-{}", dir_name(self.id)), job) {
+            *self.key_index.lock() = Some(helper);
         }
+    }
+
+    /// The manifest once the active region (`w.region`, `w.offset` bytes, whose entries
+    /// `keys` recorded) is sealed and region `new_id` is the active one.
+    fn sealed_manifest(&self, w: &Writer, keys: &Recorder, new_id: u32) -> Manifest {
+        let id = w.region.layer_id;
+        let entry = keys.summary().layer_entry(id, w.offset);
+        let live = self.state.read().layer_live.get(&id).copied().unwrap_or(0);
+        let mut manifest = w.manifest.clone();
+        manifest.layers.push(LayerEntry { live_bytes: live, ..entry });
+        manifest.active.layer_id = new_id;
+        manifest.generation += 1;
+        manifest.last_seq = manifest.last_seq.max(w.written_seq);
+        manifest
+    }
+
+    /// Makes `fresh`, a new empty region, the one the writer appends to and readers see.
+    fn switch_region(&self, w: &mut Writer, fresh: Arc<Segment>) {
+        self.state.write().add_segment(fresh.clone());
+        w.next_layer_id = fresh.layer_id + 1;
+        w.region = fresh;
+        w.offset = FILE_HEADER_LEN as u64;
+        w.capacity = self.shared.config.initial_size;
     }
 
     /// Waits for every thread this dimension started that writes its files (the last key
@@ -1301,8 +1273,8 @@ impl DimInner {
         // A seal behind the writer writes its key index last, on its own thread.
         let _ = self.finish_sealing();
         let pending = self.key_index.lock().take();
-        if let Some(handle) = pending {
-            if handle.join().is_err() {
+        if let Some(helper) = pending {
+            if helper.join().is_none() {
                 tracing::error!(dimension = %self.name, "writing a key index panicked; the next open rebuilds it");
             }
         }
@@ -1354,6 +1326,32 @@ fn fail_callbacks(w: &mut Writer, err: impl Fn() -> Error) {
 }
 
 /// Writes an encoded key index durably: under a temporary name, synced, renamed.
+/// A seal's step 2 (docs/FORMAT.md): hard-links `region.mmap` (layer `id`) to
+/// `layers/L<id>.mmap` and syncs `layers/`; returns the layer's path.
+fn link_into_layers(io: &dyn crate::io::Io, paths: &DimPaths, id: u32) -> Result<PathBuf> {
+    let layer_path = paths.layer(id);
+    let _ = io.remove_file(&layer_path);
+    io.hard_link(&paths.region(), &layer_path).map_err(Error::io("link", &layer_path))?;
+    io.sync_dir(&paths.layers()).map_err(Error::io("fsync directory", paths.layers()))?;
+    Ok(layer_path)
+}
+
+/// Encodes `keys` as sealed layer `layer`'s key index and writes it at `path`. A failure
+/// only costs the next open a scan of the layer, so it is logged, not returned.
+fn write_key_index_or_warn(
+    io: &dyn crate::io::Io,
+    dim: u32,
+    layer: u32,
+    data_end: u32,
+    keys: Recorder,
+    path: &std::path::Path,
+) {
+    let recording = keys.encode(dim, layer, data_end);
+    if let Err(e) = write_key_index(io, path, &recording.bytes) {
+        tracing::warn!(error = %e, file = %path.display(), "could not write a sealed layer's key index; the next open rebuilds it from the layer");
+    }
+}
+
 pub(crate) fn write_key_index(io: &dyn crate::io::Io, keys_path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = keys_path.with_extension("keys.tmp");
     let _ = io.remove_file(&tmp);

@@ -34,6 +34,7 @@ mod config;
 mod dimension;
 mod error;
 mod growth;
+mod helper;
 mod hugepage;
 pub mod io;
 mod iter;

@@ -79,7 +79,14 @@ pub(crate) type Replaced = Vec<(u32, Option<Loc>)>;
 impl Points {
     /// Groups `updates` by shard, keeping their order within each.
     pub fn plan(&self, updates: &[(IndexKey, Option<Loc>)]) -> Plan {
-        let hashes: Vec<u64> = updates.iter().map(|(key, _)| self.hash(key)).collect();
+        let (items, starts) = self.group(updates.iter().map(|(key, _)| &key[..]));
+        Plan { items, starts, next: AtomicUsize::new(0) }
+    }
+
+    /// `(hash, index)` of each key, grouped by shard (shard 0's first) and in the order
+    /// given within each, with where each shard's start: `items[starts[s]..starts[s + 1]]`.
+    fn group<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> (Vec<(u64, u32)>, [usize; SHARDS + 1]) {
+        let hashes: Vec<u64> = keys.map(|key| self.hash(key)).collect();
         let mut starts = [0usize; SHARDS + 1];
         for &h in &hashes {
             starts[shard_index(h) + 1] += 1;
@@ -88,13 +95,13 @@ impl Points {
             starts[s + 1] += starts[s];
         }
         let mut at = starts;
-        let mut items = vec![(0u64, 0u32); updates.len()];
+        let mut items = vec![(0u64, 0u32); hashes.len()];
         for (i, &h) in hashes.iter().enumerate() {
             let s = shard_index(h);
             items[at[s]] = (h, i as u32);
             at[s] += 1;
         }
-        Plan { items, starts, next: AtomicUsize::new(0) }
+        (items, starts)
     }
 
     /// Applies the shards of `plan` that no other thread has taken yet, one at a time under
@@ -137,14 +144,10 @@ impl Points {
     /// Adds every key with a value found on open. Large fills run on two threads, each
     /// filling half of the shards: filling took a fifth of the time to reopen a million keys.
     pub fn fill(&self, puts: &[(IndexKey, Loc)]) {
-        let mut by_shard: Vec<Vec<(u64, u32)>> = vec![Vec::new(); SHARDS];
-        for (i, (key, _)) in puts.iter().enumerate() {
-            let hash = self.hash(key);
-            by_shard[shard_index(hash)].push((hash, i as u32));
-        }
+        let (items, starts) = self.group(puts.iter().map(|(key, _)| &key[..]));
         let fill = |shards: std::ops::Range<usize>| {
             for s in shards {
-                fill_shard(&mut self.shards[s].0.write(), puts, &by_shard[s]);
+                fill_shard(&mut self.shards[s].0.write(), puts, &items[starts[s]..starts[s + 1]]);
             }
         };
         if puts.len() < 1 << 14 {
