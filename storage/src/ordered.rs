@@ -95,6 +95,10 @@ impl Changes {
         self.in_runs + self.tree.len()
     }
 
+    fn is_empty(&self) -> bool {
+        self.runs.is_empty() && self.tree.is_empty()
+    }
+
     /// Appends a run, newer than every change so far.
     fn push_run(&mut self, run: Run) {
         if !self.tree.is_empty() {
@@ -192,6 +196,50 @@ struct Base {
     fences: Vec<u64>,
     /// `fences[0]`, `fences[FENCE]`, `fences[2 * FENCE]`, ...
     tops: Vec<u64>,
+}
+
+/// A stretch of a base's entries, read in place by an iterator instead of copied out
+/// (`Ordered::view`). Bases never change once built, so the stretch stays what it was when
+/// taken; holding it keeps that base alive even after a merge replaced it.
+pub(crate) struct View {
+    base: Arc<Base>,
+    /// The stretch is `base.entries[lo..hi]`; handing entries out narrows it.
+    lo: usize,
+    hi: usize,
+}
+
+impl View {
+    pub fn entries(&self) -> &[(IndexKey, Loc)] {
+        &self.base.entries[self.lo..self.hi]
+    }
+
+    /// Takes the first entry (the last if `back`) out of the stretch; its place, for
+    /// [`View::entry`].
+    pub fn pop(&mut self, back: bool) -> Option<usize> {
+        if self.lo == self.hi {
+            return None;
+        }
+        if back {
+            self.hi -= 1;
+            Some(self.hi)
+        } else {
+            self.lo += 1;
+            Some(self.lo - 1)
+        }
+    }
+
+    /// The entry at a place [`View::pop`] gave, which stays readable after it left the
+    /// stretch.
+    pub fn entry(&self, at: usize) -> &(IndexKey, Loc) {
+        &self.base.entries[at]
+    }
+
+    /// The entry `i` places in from the front (from the back if `back`), if there is one.
+    pub fn peek(&self, back: bool, i: usize) -> Option<&(IndexKey, Loc)> {
+        let entries = self.entries();
+        let at = if back { entries.len().checked_sub(i + 1)? } else { i };
+        entries.get(at)
+    }
 }
 
 struct Merging {
@@ -303,7 +351,7 @@ impl Base {
 
     /// The entries between `lo` and `hi`, of which a scan will read the first `n` (the last
     /// `n` if `rev`).
-    fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize) -> &[(IndexKey, Loc)] {
+    fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize) -> std::ops::Range<usize> {
         let (from_lo, from_hi) = if rev { (Ahead::None, Ahead::Before(n)) } else { (Ahead::After(n), Ahead::None) };
         let start = match lo {
             Bound::Unbounded => 0,
@@ -317,15 +365,15 @@ impl Base {
         };
         // A search asked for the entries the scan reads first; an end left open was not
         // searched, so ask for them here.
-        let base = &self.entries[start..end.max(start)];
-        let n = n.min(base.len());
+        let end = end.max(start);
+        let n = n.min(end - start);
         if !rev && matches!(lo, Bound::Unbounded) {
-            crate::prefetch::prefetch_slice(&base[..n]);
+            crate::prefetch::prefetch_slice(&self.entries[start..start + n]);
         }
         if rev && matches!(hi, Bound::Unbounded) {
-            crate::prefetch::prefetch_slice(&base[base.len() - n..]);
+            crate::prefetch::prefetch_slice(&self.entries[end - n..end]);
         }
-        base
+        start..end
     }
 }
 
@@ -524,7 +572,7 @@ impl Ordered {
 
     /// Calls `f` with up to `n` entries between `lo` and `hi`, in key order, or in reverse
     /// key order from `hi` down when `rev`.
-    pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize, f: impl FnMut(&IndexKey, &Loc)) {
+    pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize, mut f: impl FnMut(&IndexKey, &Loc)) {
         if bounds_are_empty(lo, hi) || n == 0 {
             return;
         }
@@ -532,7 +580,16 @@ impl Ordered {
         // asking for their lines at once (`Base::range` does) overlaps their misses. A long
         // scan's later entries are found by the CPU's own prefetcher, so only the first few
         // are asked for.
-        let base = self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH));
+        if let Some(view) = self.view(lo, hi, rev, n) {
+            // Nothing waits to be merged: the base alone, without the merge's comparisons.
+            if rev {
+                view.entries().iter().rev().for_each(|(k, l)| f(k, l));
+            } else {
+                view.entries().iter().for_each(|(k, l)| f(k, l));
+            }
+            return;
+        }
+        let base = &self.base.entries[self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH))];
         let base = base.iter().map(|(k, l)| (k, l));
         let frozen = self.merging.as_ref().map(|m| &*m.frozen);
         if !self.delta.runs.is_empty() || frozen.is_some_and(|f| !f.runs.is_empty()) {
@@ -556,6 +613,25 @@ impl Ordered {
             let first = Ordering::Less;
             merge(base, overlay(delta, frozen, first), first, n, f);
         }
+    }
+
+    /// The up to `n` entries between `lo` and `hi` that `scan` would hand out (the last `n`
+    /// if `rev`), as a stretch of the base to read in place, when no change waits to be
+    /// merged into the base (the usual state of a store read more than written); `None`
+    /// when one does, and the entries must be merged on the way out (`scan`).
+    pub fn view(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool, n: usize) -> Option<View> {
+        let frozen = self.merging.as_ref().map(|m| &*m.frozen);
+        if !self.delta.is_empty() || frozen.is_some_and(|f| !f.is_empty()) {
+            return None;
+        }
+        let base = self.base.clone();
+        if bounds_are_empty(lo, hi) || n == 0 {
+            return Some(View { base, lo: 0, hi: 0 });
+        }
+        let all = base.range(lo, hi, rev, n.min(SCAN_PREFETCH));
+        let n = n.min(all.len());
+        let (lo, hi) = if rev { (all.end - n, all.end) } else { (all.start, all.start + n) };
+        Some(View { base, lo, hi })
     }
 
     /// Calls `f` with every entry, in key order.
@@ -723,7 +799,33 @@ mod tests {
             }
             for scan in scans {
                 let (got, want) = scan_both(&ordered, &model, scan);
-                prop_assert_eq!(got, want);
+                prop_assert_eq!(&got, &want);
+                // A view, when there is one (no change waiting), is the same stretch.
+                let (a, ak, b, bk, rev, n) = scan;
+                let (lo, hi) = (bound(a, ak), bound(b, bk));
+                let waiting = !ordered.delta.is_empty() || ordered.merging.as_ref().is_some_and(|m| !m.frozen.is_empty());
+                let view = ordered.view(as_ref(&lo), as_ref(&hi), rev, n);
+                prop_assert_eq!(view.is_none(), waiting);
+                if let Some(mut view) = view {
+                    let mut got: Pairs = view.entries().iter().map(|(k, l)| (k[0], l.off)).collect();
+                    if rev {
+                        got.reverse();
+                    }
+                    prop_assert_eq!(&got, &want);
+                    // Popping from both ends hands out the same entries, each once.
+                    let mut popped = Vec::new();
+                    let (mut i, mut from_back) = (0, Vec::new());
+                    while let Some(at) = view.pop(i % 3 == 1) {
+                        let (k, l) = view.entry(at);
+                        if i % 3 == 1 { from_back.push((k[0], l.off)) } else { popped.push((k[0], l.off)) }
+                        i += 1;
+                    }
+                    popped.extend(from_back.into_iter().rev());
+                    if rev {
+                        popped.reverse();
+                    }
+                    prop_assert_eq!(popped, want);
+                }
             }
         }
     }
@@ -934,7 +1036,7 @@ mod tests {
         o.release_idle_spare(Duration::ZERO);
         assert!(o.spare.lock().is_none(), "an idle spare was kept");
         o.merge();
-        assert!(o.merging.is_none() && o.delta.len() == 0);
+        assert!(o.merging.is_none() && o.delta.is_empty());
         for at in [0, 1, n, 2 * n - 1, 2 * n + 99] {
             check(&o, &model, at);
         }

@@ -247,6 +247,63 @@ fn long_scans_cross_batches_in_both_directions() {
 }
 
 #[test]
+fn one_scan_reads_the_index_in_place_and_copied_in_turn() {
+    // After a reopen nothing waits to be merged into the ordered index, and an iterator's
+    // batches are stretches of the index read in place; writes made while it is out leave
+    // changes waiting, and its next batches are copied and merged instead. Both kinds, from
+    // both ends of one scan, must hand out each key once, in order, with the values it had
+    // when its batch was taken.
+    let dir = tempfile::tempdir().unwrap();
+    let name = |i: u32| format!("k{i:04}").into_bytes();
+    {
+        let store = open(dir.path(), Config::default());
+        let d = store.dimension("default").unwrap();
+        for i in (0..600u32).step_by(2) {
+            d.put(name(i), value(i as usize, 30)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    let mut it = d.iter().batch_size(4);
+    let (mut front, mut rear) = (Vec::new(), Vec::new());
+    // Batches of 4 then 8 from each end: keys 0..24 and 576..600 are taken in place.
+    for _ in 0..6 {
+        front.push(it.next_borrowed().unwrap().unwrap().0.to_vec());
+        rear.push(it.next_back_borrowed().unwrap().unwrap().0.to_vec());
+    }
+    // Well inside what no batch has taken yet: new odd keys, an overwrite, a delete.
+    let mut want: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        (0..600u32).step_by(2).map(|i| (name(i), value(i as usize, 30))).collect();
+    for i in (201..400u32).step_by(2) {
+        d.put(name(i), value(i as usize, 40)).unwrap();
+        want.insert(name(i), value(i as usize, 40));
+    }
+    d.put(name(300), b"new").unwrap();
+    want.insert(name(300), b"new".to_vec());
+    d.delete(name(302)).unwrap();
+    want.remove(&name(302));
+    let mut values = std::collections::BTreeMap::new();
+    for i in 0.. {
+        let next = if i % 3 == 0 { it.next_back_borrowed() } else { it.next_borrowed() };
+        let Some(entry) = next else { break };
+        let (k, v) = entry.unwrap();
+        values.insert(k.to_vec(), v.to_vec());
+        if i % 3 == 0 {
+            rear.push(k.to_vec())
+        } else {
+            front.push(k.to_vec())
+        }
+    }
+    rear.reverse();
+    front.extend(rear);
+    assert_eq!(front, want.keys().cloned().collect::<Vec<_>>());
+    for (k, v) in &values {
+        assert_eq!(Some(v), want.get(k), "{}", String::from_utf8_lossy(k));
+    }
+}
+
+#[test]
 fn data_survives_reopen_and_sealing() {
     let dir = tempfile::tempdir().unwrap();
     {
