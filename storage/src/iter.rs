@@ -48,18 +48,19 @@ enum Batch {
     /// Entries copied out, nearest first. Taken when changes wait to be merged into the
     /// index's base, which the scan merges in on the way out.
     Copied(VecDeque<Pending>),
-    /// A stretch of the index's base read in place (`ordered::View`), and the slot of each
-    /// entry's layer in key order (`None`: not loaded, reported when the entry is handed
-    /// out). No key is copied: ranges of 10 over a million keys ran about 5% faster than
-    /// with every batch copied (docs/BENCHMARKS.md). The price is memory: while a shared
-    /// batch is out, the base it reads stays alive even if a merge has replaced it.
-    Shared { view: View, slots: VecDeque<Option<Slot>> },
+    /// A stretch of the index's base read in place (`ordered::View`), and which of the
+    /// iterator's layer snapshots its entries point into: the state's own at the time, so
+    /// each entry's layer is looked up when it is handed out, not stored. Nothing is copied:
+    /// ranges of 10 over a million keys ran about 5% faster than with every batch copied
+    /// (docs/BENCHMARKS.md). The price is memory: while a shared batch is out, the base it
+    /// reads stays alive even if a merge has replaced it.
+    Shared { view: View, snap: u32 },
 }
 
-/// An entry taken from a batch: copied out, or in a shared batch (with its layer's slot).
+/// An entry taken from a batch: copied out, or in a shared batch (with its snapshot).
 enum Taken<'a> {
     Copied(Pending),
-    Shared(&'a (IndexKey, Loc), Option<Slot>),
+    Shared(&'a (IndexKey, Loc), u32),
 }
 
 impl Batch {
@@ -70,7 +71,7 @@ impl Batch {
     fn is_empty(&self) -> bool {
         match self {
             Batch::Copied(queue) => queue.is_empty(),
-            Batch::Shared { slots, .. } => slots.is_empty(),
+            Batch::Shared { view, .. } => view.entries().is_empty(),
         }
     }
 
@@ -79,27 +80,25 @@ impl Batch {
     fn pop(&mut self, back: bool, far: bool) -> Option<Taken<'_>> {
         match self {
             Batch::Copied(queue) => if far { queue.pop_back() } else { queue.pop_front() }.map(Taken::Copied),
-            Batch::Shared { view, slots } => {
+            Batch::Shared { view, snap } => {
                 // The back end's nearest entry is the stretch's last.
-                let from_end = back != far;
-                let slot = if from_end { slots.pop_back() } else { slots.pop_front() }?;
-                let at = view.pop(from_end)?;
+                let at = view.pop(back != far)?;
                 let view: &View = view;
-                Some(Taken::Shared(view.entry(at), slot))
+                Some(Taken::Shared(view.entry(at), *snap))
             }
         }
     }
 
     /// The `i`th nearest entry's layer slot and location, if it has both.
-    fn nearest(&self, back: bool, i: usize) -> Option<(Slot, &Loc)> {
+    fn nearest(&self, back: bool, i: usize, layers: &Layers) -> Option<(Slot, &Loc)> {
         match self {
             Batch::Copied(queue) => match queue.get(i) {
                 Some((_, Ok((slot, loc)))) => Some((*slot, loc)),
                 _ => None,
             },
-            Batch::Shared { view, slots } => {
-                let slot = if back { slots.len().checked_sub(i + 1).and_then(|j| slots.get(j)) } else { slots.get(i) };
-                Some(((*slot?)?, &view.peek(back, i)?.1))
+            Batch::Shared { view, snap } => {
+                let loc = &view.peek(back, i)?.1;
+                Some((layers.slot_in(*snap, loc.layer)?, loc))
             }
         }
     }
@@ -212,13 +211,7 @@ impl Iter {
         let layers = &mut self.layers;
         let state = self.dim.state.read();
         if let Some(view) = state.ordered.view(lo, hi, from_back, n) {
-            let mut slots = match std::mem::replace(batch, Batch::empty()) {
-                Batch::Shared { slots, .. } => slots,
-                Batch::Copied(_) => VecDeque::new(),
-            };
-            slots.clear();
-            slots.extend(view.entries().iter().map(|(_, loc)| layers.slot(&state, loc).ok()));
-            *batch = Batch::Shared { view, slots };
+            *batch = Batch::Shared { view, snap: layers.current(&state) };
         } else {
             if !matches!(batch, Batch::Copied(_)) {
                 *batch = Batch::empty();
@@ -237,7 +230,7 @@ impl Iter {
             return;
         }
         for i in 0..AHEAD {
-            layers.prefetch(batch.nearest(from_back, i));
+            layers.prefetch(batch.nearest(from_back, i, layers));
         }
         let Some(last) = batch.farthest_key(from_back) else { return };
         let end = if from_back { &mut self.hi } else { &mut self.lo };
@@ -317,7 +310,7 @@ impl Iter {
 /// is next in line. Also asks for the value `AHEAD` entries on (`AHEAD` from the nearest now
 /// is `AHEAD - 1` from the next one).
 fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: &Layers) -> Option<Taken<'a>> {
-    layers.prefetch(near.nearest(from_back, AHEAD));
+    layers.prefetch(near.nearest(from_back, AHEAD, layers));
     near.pop(from_back, false).or_else(|| far.pop(!from_back, true))
 }
 
@@ -328,10 +321,26 @@ impl Layers {
         seg.read_value(map, loc.off, Version(loc.seq), key)
     }
 
-    /// A shared entry's key and value.
-    fn read_shared<'a>(&self, (key, loc): &'a (IndexKey, Loc), slot: Option<Slot>) -> Result<(&'a [u8], Value)> {
-        let slot = slot.ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
+    /// A shared entry's key and value, its layer in snapshot `snap`.
+    fn read_shared<'a>(&self, (key, loc): &'a (IndexKey, Loc), snap: u32) -> Result<(&'a [u8], Value)> {
+        let slot = self.slot_in(snap, loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
         Ok((key, self.read(key, slot, loc)?))
+    }
+
+    /// Where `layer` is in snapshot `snap`, if it has it.
+    fn slot_in(&self, snap: u32, layer: u32) -> Option<Slot> {
+        let pos = self.snaps.get(snap as usize)?.position(layer)?;
+        Some(Slot { snap, pos: pos as u32 })
+    }
+
+    /// The state's own snapshot (taken unless the newest is that one already): it has every
+    /// layer the index points into while the state's lock is held.
+    fn current(&mut self, state: &State) -> u32 {
+        let current = &state.layers;
+        if !self.snaps.last().is_some_and(|s| Arc::ptr_eq(s, current)) {
+            self.snaps.push(current.clone());
+        }
+        (self.snaps.len() - 1) as u32
     }
 
     /// The layer at `slot`; slots only come from `slot()`, which took the snapshot.
@@ -359,16 +368,9 @@ impl Layers {
         if let Some(slot) = self.find(loc) {
             return Ok(slot);
         }
-        let current = &state.layers;
-        if !self.snaps.last().is_some_and(|s| Arc::ptr_eq(s, current)) {
-            self.snaps.push(current.clone());
-            if let Some(slot) = self.find(loc) {
-                return Ok(slot);
-            }
-        }
-        // Even the state's own snapshot does not map all of `loc`: the read reports it.
-        let pos = current.position(loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
-        Ok(Slot { snap: (self.snaps.len() - 1) as u32, pos: pos as u32 })
+        let snap = self.current(state);
+        // Even the state's own snapshot may not map all of `loc`: the read then reports it.
+        self.slot_in(snap, loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))
     }
 
     /// `loc`'s layer in the newest snapshot, if it maps all of `loc`.

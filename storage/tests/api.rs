@@ -304,6 +304,41 @@ fn one_scan_reads_the_index_in_place_and_copied_in_turn() {
 }
 
 #[test]
+fn a_scan_in_place_reads_layers_sealed_after_it_started() {
+    // A batch read in place from the index's base looks its entries' layers up when it hands
+    // them out, in the snapshot of the layers taken with the batch. Here the first batch is
+    // taken before thousands of writes seal new layers and the index merges them into a new
+    // base (4,096 changes: the delta's limit for a small base), so that the later batches are
+    // in place again and point into layers the first snapshot does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let name = |i: u32| format!("k{i:05}").into_bytes();
+    {
+        let store = open(dir.path(), small(Durability::None));
+        let d = store.dimension("default").unwrap();
+        for i in 0..100u32 {
+            d.put(name(i), value(i as usize, 100)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open(dir.path(), small(Durability::None));
+    let d = store.dimension("default").unwrap();
+    let layers_before = d.stats().layers;
+    let mut it = d.iter().batch_size(1);
+    assert_eq!(it.next_borrowed().unwrap().unwrap().0, name(0));
+    for i in 100..4196u32 {
+        d.put(name(i), value(i as usize, 100)).unwrap();
+    }
+    assert!(d.stats().layers > layers_before + 10);
+    let mut n = 1;
+    while let Some(entry) = it.next_borrowed() {
+        let (k, v) = entry.unwrap();
+        assert_eq!((k, &v[..]), (&name(n)[..], &value(n as usize, 100)[..]));
+        n += 1;
+    }
+    assert_eq!(n, 4196);
+}
+
+#[test]
 fn data_survives_reopen_and_sealing() {
     let dir = tempfile::tempdir().unwrap();
     {
