@@ -77,6 +77,7 @@ impl Batch {
 
     /// Takes the nearest entry (`far`: the farthest) of the batch of the front end
     /// (`back` false) or of the back end.
+    #[inline(always)]
     fn pop(&mut self, back: bool, far: bool) -> Option<Taken<'_>> {
         match self {
             Batch::Copied(queue) => if far { queue.pop_back() } else { queue.pop_front() }.map(Taken::Copied),
@@ -257,12 +258,14 @@ impl Iter {
     /// assert_eq!(names, ["user:1=ada", "user:2=grace"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn next_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
         self.next_lent(false)
     }
 
     /// [`next_borrowed`](Iter::next_borrowed) from the back: the entry
     /// [`next_back`](DoubleEndedIterator::next_back) would return.
+    #[inline]
     pub fn next_back_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
         self.next_lent(true)
     }
@@ -275,6 +278,7 @@ impl Iter {
     }
 
     /// The next entry from one end, its key lent (see `next_borrowed`).
+    #[inline]
     fn next_lent(&mut self, from_back: bool) -> Option<Result<(&[u8], Value)>> {
         self.fill(from_back);
         let Iter { front, back, layers, lent, .. } = self;
@@ -293,6 +297,7 @@ impl Iter {
     }
 
     /// The next entry from one end, its key copied.
+    #[inline]
     fn next_owned(&mut self, from_back: bool) -> Option<Result<(Vec<u8>, Value)>> {
         self.fill(from_back);
         let Iter { front, back, layers, .. } = self;
@@ -309,6 +314,7 @@ impl Iter {
 /// farthest of the other end's (`far`): when the middle is used up, what the other end took
 /// is next in line. Also asks for the value `AHEAD` entries on (`AHEAD` from the nearest now
 /// is `AHEAD - 1` from the next one).
+#[inline(always)]
 fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: &Layers) -> Option<Taken<'a>> {
     layers.prefetch(near.nearest(from_back, AHEAD, layers));
     near.pop(from_back, false).or_else(|| far.pop(!from_back, true))
@@ -316,18 +322,21 @@ fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: &L
 
 impl Layers {
     /// Reads and checks the value at `loc` in the layer at `slot`, which must be `key`'s.
+    #[inline(always)]
     fn read(&self, key: &[u8], slot: Slot, loc: &Loc) -> Result<Value> {
         let (_, seg, map) = self.get(slot);
         seg.read_value(map, loc.off, Version(loc.seq), key)
     }
 
     /// A shared entry's key and value, its layer in snapshot `snap`.
+    #[inline(always)]
     fn read_shared<'a>(&self, (key, loc): &'a (IndexKey, Loc), snap: u32) -> Result<(&'a [u8], Value)> {
         let slot = self.slot_in(snap, loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
         Ok((key, self.read(key, slot, loc)?))
     }
 
     /// Where `layer` is in snapshot `snap`, if it has it.
+    #[inline(always)]
     fn slot_in(&self, snap: u32, layer: u32) -> Option<Slot> {
         let pos = self.snaps.get(snap as usize)?.position(layer)?;
         Some(Slot { snap, pos: pos as u32 })

@@ -64,6 +64,7 @@ impl Segment {
 
     /// Reads and verifies the entry at `offset` of `map`, which the index says holds `key`;
     /// a put becomes a [`Value`]. See [`value_at`].
+    #[inline]
     pub fn read_value(&self, map: &Arc<Mmap>, offset: u32, version: Version, expect_key: &[u8]) -> Result<Value> {
         value_at(map.clone(), offset, version, expect_key)
             .map_err(|reason| Error::corruption(self.path(), offset as u64, reason))
@@ -74,6 +75,7 @@ impl Segment {
 /// `expect_key`; a put becomes a [`Value`] that keeps `map` alive. Checking the key too
 /// means a wrong location in the index (a bug, or a file swapped under us) is reported
 /// instead of answered with another key's value. The error is what is wrong there.
+#[inline]
 pub(crate) fn value_at(
     map: Arc<Mmap>,
     offset: u32,

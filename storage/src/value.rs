@@ -45,11 +45,13 @@ impl Value {
     }
 
     /// The version of the write that stored this value.
+    #[inline]
     pub fn version(&self) -> Version {
         self.version
     }
 
     /// The bytes, borrowed.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.map[self.start..self.start + self.len]
     }
@@ -57,12 +59,14 @@ impl Value {
 
 impl Deref for Value {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.as_bytes()
     }
 }
 
 impl AsRef<[u8]> for Value {
+    #[inline]
     fn as_ref(&self) -> &[u8] {
         self.as_bytes()
     }
