@@ -316,7 +316,11 @@ impl Base {
         // Sharing the prefix, a smaller head means a smaller key and a larger head a larger
         // key; only entries with `key`'s head need their keys compared.
         let h = head(key, self.common);
-        let lo = self.heads_below(|x| x < h);
+        let blocks = below_in_blocks(&self.fences, self.tops.partition_point(|&x| x < h), |x| x < h);
+        if let Ahead::After(n) = ahead {
+            self.prefetch_guess(blocks, h, n);
+        }
+        let lo = below_in_blocks(&self.heads, blocks, |x| x < h);
         let hi = self.end_of_run(lo, h);
         // The answer is in `lo..=hi`, and `hi` is `lo` or `lo + 1` for most key sets.
         let len = self.entries.len();
@@ -328,10 +332,17 @@ impl Base {
         lo + self.entries[lo..hi].partition_point(|e| below(&e.0))
     }
 
-    /// The number of heads satisfying `p`, which holds for a prefix of them.
-    fn heads_below(&self, p: impl Fn(u64) -> bool) -> usize {
-        let blocks = below_in_blocks(&self.fences, self.tops.partition_point(|&x| p(x)), &p);
-        below_in_blocks(&self.heads, blocks, &p)
+    /// Asks for the entries around where `h` would fall in head block `blocks - 1` if heads
+    /// were spread evenly between its fence and the next: the search of the block is a
+    /// cache miss, and so is the first entry it leads to; guessed, the two overlap.
+    fn prefetch_guess(&self, blocks: usize, h: u64, n: usize) {
+        let Some(&at) = blocks.checked_sub(1).and_then(|b| self.fences.get(b)) else { return };
+        let start = (blocks - 1) * FENCE;
+        let next = self.fences.get(blocks).copied().unwrap_or(u64::MAX);
+        let step = (next.saturating_sub(at) / FENCE as u64).max(1);
+        let guess = start + (h.saturating_sub(at) / step) as usize;
+        let from = guess.saturating_sub(2).min(self.entries.len());
+        crate::prefetch::prefetch_slice(&self.entries[from..(guess + n + 2).min(self.entries.len()).max(from)]);
     }
 
     /// The first index at or after `from` whose head is greater than `h`, given that none
