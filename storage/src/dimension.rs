@@ -142,7 +142,10 @@ impl State {
     /// [`apply`](Self::apply) for each of `updates`, in order. The point index takes them
     /// all first (`set_points`, which asks for slots ahead: in a large batch every insert is
     /// otherwise a cache miss that waits for the previous one), then the ordered index.
-    pub fn apply_all(&mut self, updates: Vec<Update>) {
+    /// With `defer`, a small batch waits beside the ordered index's tree instead of going
+    /// into it (`Ordered::defer`): for a writer that will fold it in while its next sync is
+    /// under way (`DimInner::lead_sync`).
+    pub fn apply_all(&mut self, updates: Vec<Update>, defer: bool) {
         if updates.len() >= PARALLEL_APPLY_MIN {
             match self.apply_in_parallel(&updates) {
                 Ok(()) => return,
@@ -150,9 +153,23 @@ impl State {
             }
         }
         let olds = set_points(&self.points, &updates);
-        for ((key, loc), old) in updates.into_iter().zip(olds) {
-            self.settle(key, loc, old);
+        if !defer {
+            for ((key, loc), old) in updates.into_iter().zip(olds) {
+                self.settle(key, loc, old);
+            }
+            return;
         }
+        let mut changed = Vec::with_capacity(updates.len());
+        for ((key, loc), old) in updates.into_iter().zip(olds) {
+            // As in `settle`: a delete of a key that was not there changes nothing.
+            if loc.is_some() || old.is_some() {
+                changed.push((key, loc));
+            }
+            self.account(loc, old);
+        }
+        // Stable, so that a key's later update stays later and wins.
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        self.ordered.defer(changed.into_iter());
     }
 
     /// `apply_all` for a large batch: the point index is changed on a second thread while
@@ -336,6 +353,9 @@ pub(crate) struct Writer {
     callbacks: Vec<(u64, crate::ticket::Callback)>,
     /// Every entry written to the region, for the key index it gets when sealed.
     keys: Recorder,
+    /// Whether `publish` left batches deferred beside the ordered index's tree, for the next
+    /// sync to fold in (`lead_sync`). A hint: folding finds out for itself.
+    unfolded: bool,
     pub manifest: Manifest,
     pub next_layer_id: u32,
 }
@@ -790,7 +810,7 @@ impl DimInner {
         if self.shared.config.durability == Durability::Immediate {
             w.pending.push((seq, updates));
         } else {
-            self.state.write().apply_all(updates);
+            self.state.write().apply_all(updates, false);
         }
         self.grow_ahead(&mut w);
         Ok(Some(seq))
@@ -913,8 +933,17 @@ impl DimInner {
         w.syncing = true;
         let target = w.written_seq;
         let region = w.region.clone();
+        let fold = std::mem::take(&mut w.unfolded);
         self.prefetch_pending(&w);
         drop(w);
+        if fold {
+            // The disk takes the frames while this thread inserts the last commits' keys into
+            // the ordered index's tree, which readers see the same before and after; the sync
+            // then waits only for the rest (docs/ARCHITECTURE.md, "Deferred inserts"). If the
+            // hint fails, the sync writes the frames itself.
+            let _ = region.file.start_write_back();
+            self.state.write().ordered.fold();
+        }
         let result = region.file.sync_data();
         let mut w = self.writer.lock();
         w.syncing = false;
@@ -1002,8 +1031,9 @@ impl DimInner {
         if n > 0 {
             let mut state = self.state.write();
             for (_, updates) in w.pending.drain(..n) {
-                state.apply_all(updates);
+                state.apply_all(updates, true);
             }
+            w.unfolded = state.ordered.has_deferred();
         }
         // Readers see the writes before their callbacks run, as with a blocking commit.
         answer_callbacks(w, |seq| seq <= target, |_, seq| Ok(Version(seq)));
@@ -1545,6 +1575,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             pending: Vec::new(),
             callbacks: Vec::new(),
             keys,
+            unfolded: false,
             manifest,
             next_layer_id,
         }),
@@ -1811,6 +1842,10 @@ impl DimInner {
         if self.state.read().ordered.merge_finished() {
             self.state.write().ordered.install_merged();
         }
+        // Batches deferred by a writer that stopped writing: scans overlay them until folded.
+        if self.state.read().ordered.has_deferred() {
+            self.state.write().ordered.fold();
+        }
         self.state.read().ordered.release_idle_spare(crate::ordered::SPARE_KEEP);
     }
 
@@ -1821,6 +1856,36 @@ impl DimInner {
             if let Err(e) = self.sync_locked(&mut w) {
                 tracing::error!(error = %e, dimension = %self.name, "periodic sync failed");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Durability, Store, WriteBatch};
+
+    /// A durable commit leaves its keys deferred beside the ordered index's tree (and
+    /// visible to scans), and the next commit folds them in while its own sync runs.
+    #[test]
+    fn each_durable_commit_folds_what_the_last_one_deferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), Config::default().durability(Durability::Immediate)).unwrap();
+        let d = store.dimension("default").unwrap();
+        let deferred = || d.inner.state.read().ordered.deferred_runs();
+        let mut want = Vec::new();
+        for round in 0..4u8 {
+            let mut batch = WriteBatch::new();
+            // Two keys: under test, a batch of `RUN_MIN` (3) becomes a run instead.
+            for k in [3u8, 1] {
+                let key = vec![k, round];
+                batch.push_put(key.clone(), vec![round]);
+                want.push(key);
+            }
+            d.write(batch).unwrap();
+            assert_eq!(deferred(), 1, "round {round}: only the last commit's batch waits");
+            want.sort();
+            let got: Vec<Vec<u8>> = d.iter().map(|e| e.unwrap().0.to_vec()).collect();
+            assert_eq!(got, want, "round {round}");
         }
     }
 }

@@ -70,6 +70,12 @@ pub trait IoFile: Send + Sync {
         let _ = (offset, len);
         Ok(())
     }
+    /// Starts writing the file's dirty pages to the disk and returns without waiting,
+    /// promising nothing (a `sync_data` must follow): the disk works on them while the
+    /// caller does something else. The default does nothing.
+    fn start_write_back(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a whole (small) file: manifests and key indexes.
@@ -158,6 +164,18 @@ impl IoFile for StdFile {
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
         // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
         let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset as i64, len as i64, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(target_os = "linux")]
+    fn start_write_back(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on a file descriptor we own; no memory is passed. A length
+        // of 0 means to the end of the file.
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
         if rc == 0 {
             Ok(())
         } else {

@@ -13,7 +13,7 @@
 //! `--durability none|immediate` the durability of put and batch (default immediate).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jessy_storage::{Config, Durability, Store, WriteBatch};
 
@@ -200,6 +200,23 @@ pub fn main(argv: &[String]) -> Res<()> {
                     percentile(&lat, 100.0),
                     store.stats().syncs
                 );
+                // Where the mean goes: commits slower than twice the median (growth, index
+                // merges, table doubling) against the typical commit.
+                let p50 = percentile(&lat, 50.0);
+                let mean = lat.iter().sum::<Duration>() / count as u32;
+                let slow: Vec<(usize, &Duration)> = lat.iter().enumerate().filter(|(_, l)| **l > p50 * 2).collect();
+                let slow_time: Duration = slow.iter().map(|(_, l)| **l).sum();
+                println!(
+                    "  mean {mean:?}, p90 {:?}; {} commits over 2x p50 took {:.0}% of the time",
+                    percentile(&lat, 90.0),
+                    slow.len(),
+                    100.0 * slow_time.as_secs_f64() / secs
+                );
+                if std::env::var_os("JESSY_PROBE_SLOW").is_some() {
+                    for (i, l) in slow {
+                        println!("  slow commit {i}: {l:?}");
+                    }
+                }
             }
         }
         "compact" => {
