@@ -46,6 +46,9 @@ fn step() -> impl Strategy<Value = Step> {
         30 => (any::<u8>(), any::<u16>()).prop_map(|(k, n)| Step::Put(k, n)),
         10 => any::<u8>().prop_map(Step::Delete),
         8 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..12).prop_map(Step::Batch),
+        // Large enough for a durable commit to defer its ordered-index inserts (DEFER_MIN),
+        // with values small enough for the batch to fit a test region.
+        2 => prop::collection::vec((any::<u8>(), prop::option::of(0u16..60)), 32..60).prop_map(Step::Batch),
         5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Submitted),
         15 => any::<u8>().prop_map(Step::Get),
         5 => (any::<u8>(), any::<u8>(), any::<bool>(), prop::option::of(0u8..40))
