@@ -217,6 +217,7 @@ impl Iter {
             if !matches!(batch, Batch::Copied(_)) {
                 *batch = Batch::empty();
             }
+            self.dim.note_scan_of_changes();
             if let Batch::Copied(queue) = batch {
                 // Straight into the end's queue, so a batch is not copied once more.
                 queue.reserve(n);

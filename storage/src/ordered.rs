@@ -158,23 +158,26 @@ fn walk<'a>(
     let mut sources: Vec<Box<dyn Iterator<Item = Change<'a>> + 'a>> = Vec::new();
     for layer in layers.iter().rev() {
         for run in &layer.runs {
-            let from = run.partition_point(|(k, _)| below(k, lo));
-            let to = from + run[from..].partition_point(|(k, _)| !above(k, hi));
-            let slice = run[from..to].iter().map(|(k, l)| (k, l));
+            let slice = within(run, lo, hi).iter().map(|(k, l)| (k, l));
             sources.push(if rev { Box::new(slice.rev()) } else { Box::new(slice) });
         }
         let tree = layer.tree.range::<[u8], _>((lo, hi));
         sources.push(if rev { Box::new(tree.rev()) } else { Box::new(tree) });
         for run in &layer.recent {
-            let from = run.partition_point(|(k, _)| below(k, lo));
-            let to = from + run[from..].partition_point(|(k, _)| !above(k, hi));
-            let slice = run[from..to].iter().map(|(k, l)| (k, l));
+            let slice = within(run, lo, hi).iter().map(|(k, l)| (k, l));
             sources.push(if rev { Box::new(slice.rev()) } else { Box::new(slice) });
         }
     }
     let mut sources = sources.into_iter();
     let oldest = sources.next().unwrap_or_else(|| Box::new(std::iter::empty()));
     sources.fold(oldest, |older, newer| Box::new(overlay(newer, older, first)))
+}
+
+/// The stretch of `run` between `lo` and `hi`.
+fn within<'a>(run: &'a [(IndexKey, Option<Loc>)], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> &'a [(IndexKey, Option<Loc>)] {
+    let from = run.partition_point(|(k, _)| below(k, lo));
+    let to = from + run[from..].partition_point(|(k, _)| !above(k, hi));
+    &run[from..to]
 }
 
 /// Whether `key` lies before the range that starts at `lo`.
@@ -687,9 +690,12 @@ impl Ordered {
         let base = &self.base.entries[self.base.range(lo, hi, rev, n.min(SCAN_PREFETCH))];
         let base = base.iter().map(|(k, l)| (k, l));
         let frozen = self.merging.as_ref().map(|m| &*m.frozen);
-        if self.delta.has_runs() || frozen.is_some_and(|f| f.has_runs()) {
-            // Runs waiting for a merge (a bulk load) or deferred batches: the general, slower
-            // walk.
+        // Under a stream of durable batches one deferred batch waits beside the tree nearly
+        // all the time: it is laid over the trees without the general walk's boxed sources.
+        let one_recent = self.delta.runs.is_empty() && self.delta.recent.len() <= 1;
+        if !one_recent || frozen.is_some_and(|f| f.has_runs()) {
+            // Runs waiting for a merge (a bulk load) or several deferred batches: the
+            // general, slower walk.
             let layers: Vec<&Changes> = std::iter::once(&self.delta).chain(frozen).collect();
             let first = if rev { Ordering::Greater } else { Ordering::Less };
             let changes = walk(&layers, lo, hi, rev);
@@ -702,12 +708,19 @@ impl Ordered {
         }
         let delta = self.delta.tree.range::<[u8], _>((lo, hi));
         let frozen = frozen.map(|m| m.tree.range::<[u8], _>((lo, hi))).into_iter().flatten();
-        if rev {
-            let first = Ordering::Greater;
-            merge(base.rev(), overlay(delta.rev(), frozen.rev(), first), first, n, f);
-        } else {
-            let first = Ordering::Less;
-            merge(base, overlay(delta, frozen, first), first, n, f);
+        let first = if rev { Ordering::Greater } else { Ordering::Less };
+        match (self.delta.recent.first(), rev) {
+            (None, false) => merge(base, overlay(delta, frozen, first), first, n, f),
+            (None, true) => merge(base.rev(), overlay(delta.rev(), frozen.rev(), first), first, n, f),
+            (Some(run), false) => {
+                let recent = within(run, lo, hi).iter().map(|(k, l)| (k, l));
+                merge(base, overlay(recent, overlay(delta, frozen, first), first), first, n, f);
+            }
+            (Some(run), true) => {
+                let recent = within(run, lo, hi).iter().rev().map(|(k, l)| (k, l));
+                let trees = overlay(delta.rev(), frozen.rev(), first);
+                merge(base.rev(), overlay(recent, trees, first), first, n, f);
+            }
         }
     }
 

@@ -9,7 +9,8 @@
 //! Phases: load (`--sorted 1` writes the keys in key order, so that neighbouring keys'
 //! values lie side by side in the log), bulkloader, reopen, get, get2, range (`--len N` keys each, default 10;
 //! `--hint 0` leaves out `Iter::batch_size`, `--owned 1` reads
-//! with `next` (a `Vec` per key) instead of `next_borrowed`), put, batch. `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
+//! with `next` (a `Vec` per key) instead of `next_borrowed`), put, batch, mixed (ranges of
+//! `--len` keys while a second thread writes durable batches of 100 without pause). `--max-size BYTES` sets `Config::max_size` (default: `Config::default()`);
 //! `--durability none|immediate` the durability of put and batch (default immediate).
 
 use std::path::PathBuf;
@@ -217,6 +218,58 @@ pub fn main(argv: &[String]) -> Res<()> {
                         println!("  slow commit {i}: {l:?}");
                     }
                 }
+            }
+        }
+        "mixed" => {
+            // Ranges of `len` on this thread while another writes durable batches of 100 new
+            // keys without pause: what scans cost while changes wait beside the index.
+            let store = Store::open_with(&dir, config(Durability::Immediate))?;
+            let d = store.dimension("default")?;
+            let count = if count == 0 { 100_000 } else { count };
+            for r in 0..repeat {
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let (ranges, secs, cpu, commits) = std::thread::scope(|s| -> Res<(u64, f64, f64, u64)> {
+                    let writer = s.spawn(|| -> u64 {
+                        let mut next = n + 20_000_000 + r as u64 * 10_000_000;
+                        let mut commits = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let mut b = WriteBatch::new();
+                            for _ in 0..WRITE_BATCH {
+                                b.push_put(key(next), value(next));
+                                next += 1;
+                            }
+                            if d.write(b).is_err() {
+                                break;
+                            }
+                            commits += 1;
+                        }
+                        commits
+                    });
+                    let t = Instant::now();
+                    let cpu = crate::thread_cpu();
+                    let mut sink = 0usize;
+                    for i in Picks::new(0xA11CE, n).take(count as usize) {
+                        let mut iter = d.range(key(i).as_slice()..).batch_size(len);
+                        for _ in 0..len {
+                            match iter.next_borrowed() {
+                                Some(kv) => sink += kv?.1.len(),
+                                None => break,
+                            }
+                        }
+                    }
+                    let secs = t.elapsed().as_secs_f64();
+                    let cpu = crate::thread_cpu() - cpu;
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let commits = writer.join().map_err(|_| "writer panicked")?;
+                    std::hint::black_box(sink);
+                    Ok((count, secs, cpu, commits))
+                })?;
+                println!(
+                    "mixed: {:.0} ranges/s ({:.0} per CPU-second of the reading thread) while {:.0} durable commits/s of {WRITE_BATCH} keys",
+                    ranges as f64 / secs,
+                    ranges as f64 / cpu,
+                    commits as f64 / secs
+                );
             }
         }
         "compact" => {
