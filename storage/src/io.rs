@@ -76,6 +76,15 @@ pub trait IoFile: Send + Sync {
     fn start_write_back(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Where the first hole at or after `from` begins, if the file system says there is one
+    /// before the end of the file: a range never written, or only reserved (`reserve`), which
+    /// reads as zeros. `None` if there is none, or no way to tell. The default cannot tell.
+    /// It may drop the clean cached pages after `from` (for a file system that counts the
+    /// cached pages of reserved blocks as data): ask only about space that holds nothing.
+    fn first_hole(&self, from: u64) -> io::Result<Option<u64>> {
+        let _ = from;
+        Ok(None)
+    }
 }
 
 /// Reads a whole (small) file: manifests and key indexes.
@@ -181,6 +190,29 @@ impl IoFile for StdFile {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+    #[cfg(target_os = "linux")]
+    fn first_hole(&self, from: u64) -> io::Result<Option<u64>> {
+        use std::os::fd::AsRawFd;
+        let len = self.len()?;
+        if from >= len {
+            return Ok(None);
+        }
+        // ext4 and XFS report reserved blocks whose pages are cached (read ahead, say) as
+        // data: drop those pages first. Only clean, unmapped ones go; a failure only makes
+        // the answer less complete.
+        let page = from.next_multiple_of(4096);
+        // SAFETY: plain syscalls on a file descriptor we own; no memory is passed. `lseek`
+        // moves the descriptor's offset, which nothing here uses (every read and write is
+        // positional).
+        let at = unsafe {
+            libc::posix_fadvise(self.file.as_raw_fd(), page as libc::off_t, 0, libc::POSIX_FADV_DONTNEED);
+            libc::lseek(self.file.as_raw_fd(), from as libc::off_t, libc::SEEK_HOLE)
+        };
+        if at < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(at as u64).filter(|&at| at < len))
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
