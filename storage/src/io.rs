@@ -198,7 +198,7 @@ impl IoFile for StdFile {
         if from >= len {
             return Ok(None);
         }
-        // ext4 and XFS report reserved blocks whose pages are cached (read ahead, say) as
+        // ext4 (seen here) reports reserved blocks whose pages are cached (read ahead, say) as
         // data: drop those pages first. Only clean, unmapped ones go; a failure only makes
         // the answer less complete.
         let page = from.next_multiple_of(4096);
