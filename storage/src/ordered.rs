@@ -173,6 +173,19 @@ fn walk<'a>(
     sources.fold(oldest, |older, newer| Box::new(overlay(newer, older, first)))
 }
 
+/// A batch of changes sorted by key, stably, as a run: of equal keys, the last (the newest)
+/// stays.
+fn into_run(sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) -> Run {
+    let mut run: Run = Vec::with_capacity(sorted.len());
+    for (key, loc) in sorted {
+        match run.last_mut() {
+            Some(last) if last.0 == key => last.1 = loc,
+            _ => run.push((key, loc)),
+        }
+    }
+    run
+}
+
 /// The stretch of `run` between `lo` and `hi`.
 fn within<'a>(run: &'a [(IndexKey, Option<Loc>)], lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> &'a [(IndexKey, Option<Loc>)] {
     let from = run.partition_point(|(k, _)| below(k, lo));
@@ -513,15 +526,7 @@ impl Ordered {
     /// own size.
     pub fn set_sorted(&mut self, sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) {
         if sorted.len() >= RUN_MIN {
-            let mut run: Run = Vec::with_capacity(sorted.len());
-            for (key, loc) in sorted {
-                // Of equal keys, the last (the newest) stays.
-                match run.last_mut() {
-                    Some(last) if last.0 == key => last.1 = loc,
-                    _ => run.push((key, loc)),
-                }
-            }
-            self.delta.push_run(run);
+            self.delta.push_run(into_run(sorted));
             self.install_merged();
             self.merge_if_full(None);
             return;
@@ -553,13 +558,7 @@ impl Ordered {
             self.set_sorted(sorted);
             return;
         }
-        let mut run: Run = Vec::with_capacity(sorted.len());
-        for (key, loc) in sorted {
-            match run.last_mut() {
-                Some(last) if last.0 == key => last.1 = loc,
-                _ => run.push((key, loc)),
-            }
-        }
+        let run = into_run(sorted);
         if run.is_empty() {
             return;
         }
