@@ -397,9 +397,6 @@ pub(crate) struct Writer {
     callbacks: Vec<(u64, crate::ticket::Callback)>,
     /// Every entry written to the region, for the key index it gets when sealed.
     keys: Recorder,
-    /// Whether `publish` left batches deferred beside the ordered index's tree, for the next
-    /// sync to fold in (`lead_sync`). A hint: folding finds out for itself.
-    unfolded: bool,
     pub manifest: Manifest,
     pub next_layer_id: u32,
 }
@@ -980,10 +977,9 @@ impl DimInner {
         w.syncing = true;
         let target = w.written_seq;
         let region = w.region.clone();
-        let fold = std::mem::take(&mut w.unfolded);
         self.prefetch_pending(&w);
         drop(w);
-        if fold {
+        if self.state.read().ordered.has_deferred() {
             // The disk takes the frames while this thread inserts the last commits' keys into
             // the ordered index's tree, which readers see the same before and after; the sync
             // then waits only for the rest (docs/ARCHITECTURE.md, "Deferred inserts"). If the
@@ -1088,9 +1084,7 @@ impl DimInner {
             // commit, and the writer's CPU in the sync's window is taken from them.
             let scanned = self.scanned_changes.swap(false, Ordering::Relaxed);
             let defer = updates.len() >= DEFER_MIN && !scanned;
-            let mut state = self.state.write();
-            state.apply_all(updates, defer);
-            w.unfolded = state.ordered.has_deferred();
+            self.state.write().apply_all(updates, defer);
         }
         // Readers see the writes before their callbacks run, as with a blocking commit.
         answer_callbacks(w, |seq| seq <= target, |_, seq| Ok(Version(seq)));
@@ -1639,7 +1633,6 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             pending: Vec::new(),
             callbacks: Vec::new(),
             keys,
-            unfolded: false,
             manifest,
             next_layer_id,
         }),
