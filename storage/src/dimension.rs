@@ -77,45 +77,6 @@ const DEFER_MIN: usize = if cfg!(test) { 2 } else { 32 };
 /// (`State::apply_in_parallel`); starting a thread costs about as much as 100 updates.
 const PARALLEL_APPLY_MIN: usize = 4096;
 
-/// Under `Immediate`, writes zeros over the active region's free space where it is only
-/// reserved (`fallocate`: the store was last written under `None` or `Periodic`), and syncs
-/// them. A durable append into reserved blocks converts them to written ones, which makes
-/// its `fdatasync` dearer (here an 18.6 KB `pwrite` + `fdatasync` took a p50 of ~150 µs in
-/// reserved space against ~90 in written zeros, and a 210-byte one that reached a new block
-/// ~150 against ~85): after a bulk load under `None`, every durable commit into the rest of
-/// that region paid it. Best effort: appends into reserved blocks are correct, only slower,
-/// so a failure is logged and the store opens; nothing but these zeros is dirty yet, so a
-/// failed sync here hides no one's data from a later sync. The caller finds reserved space
-/// with `IoFile::first_hole` (`SEEK_HOLE`).
-fn write_reserved_tail(region: &Segment, end: u64, capacity: u64) {
-    let file = &*region.file;
-    // From the end of the log, not from the first hole the file system reports: it counts
-    // reserved blocks whose pages are mapped (the recovery scan read them) as data.
-    let from = end;
-    if from >= capacity {
-        return;
-    }
-    let result = (|| {
-        const CHUNK: u64 = 1 << 20;
-        let zeros = vec![0u8; CHUNK.min(capacity - from) as usize];
-        let mut at = from;
-        while at < capacity {
-            let n = CHUNK.min(capacity - at) as usize;
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        file.sync_data()
-    })();
-    match result {
-        Ok(()) => {
-            tracing::debug!(file = %region.path().display(), from, to = capacity, "wrote zeros over reserved space")
-        }
-        Err(e) => {
-            tracing::warn!(file = %region.path().display(), error = %e, "could not write zeros over the region's reserved space; durable appends into it are slower")
-        }
-    }
-}
-
 /// Sets each update's location in the point index, in order, and returns what each replaced.
 fn set_points(points: &Points, updates: &[Update]) -> Vec<Option<Loc>> {
     for (key, _) in updates.iter().take(PREFETCH_AHEAD) {
@@ -1598,7 +1559,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     }
     let capacity = region.file.len().map_err(Error::io("stat", region.path()))?;
     if reserved_tail {
-        write_reserved_tail(&region, scan.end as u64, capacity);
+        region::write_reserved_tail(&region, scan.end as u64, capacity);
     }
     let region = Arc::new(region);
     state.add_segment(region.clone());

@@ -223,7 +223,7 @@ impl IoFile for StdFile {
             return Ok(());
         }
         match self.prealloc {
-            Prealloc::Zeros => write_zeros(&self.file, current, len),
+            Prealloc::Zeros => write_zeros(self, current, len),
             Prealloc::Fallocate => fallocate(&self.file, current, len),
         }
     }
@@ -233,7 +233,7 @@ impl IoFile for StdFile {
             return Ok(());
         }
         match fallocate(&self.file, current, len) {
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => write_zeros(&self.file, current, len),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => write_zeros(self, current, len),
             r => r,
         }
     }
@@ -257,7 +257,8 @@ fn fallocate(file: &File, from: u64, to: u64) -> io::Result<()> {
     }
 }
 
-fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+/// Writes zeros over `from..to` of `file`, a MiB at a time.
+pub(crate) fn write_zeros(file: &dyn IoFile, from: u64, to: u64) -> io::Result<()> {
     const CHUNK: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK.min((to - from) as usize)];
     let mut at = from;

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::io::{Io, IoFile};
 use crate::record::{FileHeader, FileKind, FILE_HEADER_LEN};
+use crate::segment::Segment;
 use crate::{Durability, Error, Result};
 
 /// Grows a region file to `len` bytes. Under `Immediate` every append is synced on its own,
@@ -94,13 +95,34 @@ pub(crate) fn scrub_tail(io: &dyn Io, path: &Path, map: &[u8], end: usize) -> Re
     let Some(last) = tail.iter().rposition(|&b| b != 0) else { return Ok(0) };
     let n = last + 1;
     let file = io.open(path, false).map_err(Error::io("open", path))?;
-    let zeros = vec![0u8; n.min(1 << 20)];
-    let mut done = 0;
-    while done < n {
-        let k = zeros.len().min(n - done);
-        file.write_all_at(&zeros[..k], (end + done) as u64).map_err(Error::io("write", path))?;
-        done += k;
-    }
+    crate::io::write_zeros(&*file, end as u64, (end + n) as u64).map_err(Error::io("write", path))?;
     file.sync_data().map_err(Error::io("fdatasync", path))?;
     Ok(n)
+}
+
+/// Under `Immediate`, writes zeros over the active region's free space where it is only
+/// reserved (`fallocate`: the store was last written under `None` or `Periodic`), and syncs
+/// them. A durable append into reserved blocks converts them to written ones, which makes
+/// its `fdatasync` dearer (here an 18.6 KB `pwrite` + `fdatasync` took a p50 of ~150 µs in
+/// reserved space against ~90 in written zeros, and a 210-byte one that reached a new block
+/// ~150 against ~85): after a bulk load under `None`, every durable commit into the rest of
+/// that region paid it. Best effort: appends into reserved blocks are correct, only slower,
+/// so a failure is logged and the store opens; nothing but these zeros is dirty yet, so a
+/// failed sync here hides no one's data from a later sync. The caller finds reserved space
+/// with `IoFile::first_hole` (`SEEK_HOLE`), and `end` is the end of the log: the file system
+/// counts reserved blocks whose pages are mapped (the recovery scan read them) as data, so
+/// the first hole it reports may lie past the first reserved block.
+pub(crate) fn write_reserved_tail(region: &Segment, end: u64, capacity: u64) {
+    if end >= capacity {
+        return;
+    }
+    let file = &*region.file;
+    match crate::io::write_zeros(file, end, capacity).and_then(|()| file.sync_data()) {
+        Ok(()) => {
+            tracing::debug!(file = %region.path().display(), from = end, to = capacity, "wrote zeros over reserved space")
+        }
+        Err(e) => {
+            tracing::warn!(file = %region.path().display(), error = %e, "could not write zeros over the region's reserved space; durable appends into it are slower")
+        }
+    }
 }
