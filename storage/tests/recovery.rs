@@ -464,6 +464,18 @@ fn a_key_index_written_after_its_seal_is_there_for_verify_snapshots_and_close() 
     assert!(store.verify().is_ok());
 }
 
+/// Opens the store at `dir`, puts keys `a0000`, `a0001`, ... (`n` of them, 100-byte values),
+/// and closes it.
+fn put_and_close(dir: &std::path::Path, config: Config, n: usize) {
+    let store = open(dir, config);
+    let d = store.dimension("default").unwrap();
+    for i in 0..n {
+        d.put(format!("a{i:04}"), value(i, 100)).unwrap();
+    }
+    drop(d);
+    store.close().unwrap();
+}
+
 /// Without `Immediate` a region grows by reserving blocks (`fallocate`) instead of writing
 /// zeros; the reserved space must read as zeros to recovery (the end of the log) and take
 /// later writes under any durability. Here a store grows and seals under `None`, is cut
@@ -473,13 +485,7 @@ fn a_key_index_written_after_its_seal_is_there_for_verify_snapshots_and_close() 
 fn reserved_space_reads_as_the_end_of_the_log_and_takes_durable_writes_later() {
     let dir = tempfile::tempdir().unwrap();
     let none = Config::default().initial_size(4096).max_size(64 * 1024).durability(Durability::None);
-    let store = open(dir.path(), none.clone());
-    let d = store.dimension("default").unwrap();
-    for i in 0..1000 {
-        d.put(format!("a{i:04}"), value(i, 100)).unwrap();
-    }
-    drop(d);
-    store.close().unwrap();
+    put_and_close(dir.path(), none.clone(), 1000);
     let path = region(dir.path(), "D01");
     let end = data_end(&path);
     let len = std::fs::metadata(&path).unwrap().len() as usize;
@@ -533,13 +539,7 @@ fn drop_cache(path: &std::path::Path) {
 fn reopening_under_immediate_writes_zeros_over_reserved_space() {
     let dir = tempfile::tempdir().unwrap();
     let none = Config::default().initial_size(1 << 20).max_size(1 << 20).durability(Durability::None);
-    let store = open(dir.path(), none.clone());
-    let d = store.dimension("default").unwrap();
-    for i in 0..300 {
-        d.put(format!("a{i:04}"), value(i, 100)).unwrap();
-    }
-    drop(d);
-    store.close().unwrap();
+    put_and_close(dir.path(), none.clone(), 300);
     let path = region(dir.path(), "D01");
     drop_cache(&path);
     let Some(hole) = first_hole(&path, 0) else {
