@@ -6,7 +6,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use anyhow::Context as _;
 
 use crate::bytes::escape;
-use crate::common::{arg_bytes, engine, existing_dimension, is_broken_pipe, Need, StoreOpts};
+use crate::common::{arg_bytes, engine, existing_dimension, is_broken_pipe, key_arg, Need, StoreOpts};
 use crate::Failure;
 
 /// The flags of `jessy get`.
@@ -59,7 +59,7 @@ fn key_not_found(key: &[u8], dim: &str) -> Failure {
 
 /// Writes the raw value to standard output; exit 1 when the key or the dimension is missing.
 pub fn run_get(args: GetArgs) -> Result<(), Failure> {
-    let key = arg_bytes("KEY", &args.key, args.escaped)?;
+    let key = key_arg(&args.key, args.escaped)?;
     let store = args.store.open(Need::Existing)?;
     let dim = existing_dimension(&store, &args.dim)?;
     let value = dim.get(&key).map_err(engine)?.ok_or_else(|| key_not_found(&key, &args.dim))?;
@@ -73,7 +73,7 @@ pub fn run_get(args: GetArgs) -> Result<(), Failure> {
 
 /// Stores the value (durably, under the default `immediate` durability); prints nothing.
 pub fn run_put(args: PutArgs) -> Result<(), Failure> {
-    let key = arg_bytes("KEY", &args.key, args.escaped)?;
+    let key = key_arg(&args.key, args.escaped)?;
     let value = match &args.value {
         Some(v) if v != "-" => arg_bytes("VALUE", v, args.escaped)?,
         _ => {
@@ -95,7 +95,7 @@ pub fn run_put(args: PutArgs) -> Result<(), Failure> {
 
 /// Deletes the key; exit 1 (and nothing written) when it has no value.
 pub fn run_del(args: DelArgs) -> Result<(), Failure> {
-    let key = arg_bytes("KEY", &args.key, args.escaped)?;
+    let key = key_arg(&args.key, args.escaped)?;
     let store = args.store.open(Need::Existing)?;
     let dim = existing_dimension(&store, &args.dim)?;
     if !dim.contains_key(&key).map_err(engine)? {

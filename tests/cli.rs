@@ -177,6 +177,12 @@ fn get_put_del_and_their_exit_statuses() {
     fails(&run(data, &["put", "default", "", "v"]), 2, "empty key");
     let long = "k".repeat(5000);
     fails(&run(data, &["put", "default", &long, "v"]), 2, "4096");
+    // No key can have those shapes, so reading or deleting one is the same mistake, not a miss.
+    for cmd in ["get", "del"] {
+        fails(&run(data, &[cmd, "default", ""]), 2, "empty key");
+        fails(&run(data, &[cmd, "default", &long]), 2, "4096");
+        fails(&run(data, &[cmd, "-e", "default", "\\x00"]), 1, "not found"); // one byte: a valid key
+    }
 
     ok(run(data, &["del", "default", "greeting"]));
     fails(&run(data, &["get", "default", "greeting"]), 1, "greeting");
