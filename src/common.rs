@@ -121,17 +121,12 @@ pub fn arg_bytes(what: &str, arg: &OsStr, escaped: bool) -> Result<Vec<u8>, Fail
     }
 }
 
-/// A KEY argument's bytes ([`arg_bytes`]), refused as the engine refuses it in a write when it
-/// is empty or longer than `MAX_KEY_LEN`: no key can have that shape, so `get` and `del` would
-/// otherwise answer "not found" (exit 1) to what is a mistake in the command (exit 2).
+/// A KEY argument's bytes ([`arg_bytes`]), refused when no key can have them (empty, or
+/// longer than the engine allows): `get` and `del` would otherwise answer "not found" (exit 1)
+/// to what is a mistake in the command (exit 2).
 pub fn key_arg(arg: &OsStr, escaped: bool) -> Result<Vec<u8>, Failure> {
     let key = arg_bytes("KEY", arg, escaped)?;
-    if key.is_empty() {
-        return Err(engine(Error::EmptyKey));
-    }
-    if key.len() > jessy_storage::MAX_KEY_LEN {
-        return Err(engine(Error::KeyTooLarge { len: key.len(), max: jessy_storage::MAX_KEY_LEN }));
-    }
+    jessy_storage::validate_key(&key).map_err(engine)?;
     Ok(key)
 }
 

@@ -56,7 +56,7 @@ impl BulkLoader {
     /// Adds a key and its value. Nothing is visible until [`finish`](BulkLoader::finish).
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        crate::dimension::check_key(key)?;
+        crate::dimension::validate_key(key)?;
         let max = self.store.config().max_size - (FILE_HEADER_LEN + FRAME_HEADER_LEN) as u64;
         if entry_len(key.len(), value.len()) as u64 > max {
             let overhead = entry_len(key.len(), 0) as u64;

@@ -466,7 +466,10 @@ impl std::fmt::Debug for Dimension {
     }
 }
 
-pub(crate) fn check_key(key: &[u8]) -> Result<()> {
+/// Checks that `key` can be a key: 1 to [`MAX_KEY_LEN`] bytes. Writes check it themselves;
+/// reads do not (a key of another shape is simply never found), so a program or tool that wants
+/// to tell a malformed key from a missing one asks here.
+pub fn validate_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(Error::EmptyKey);
     }
@@ -729,7 +732,7 @@ impl DimInner {
         self.check_live()?;
         let mut payload = 0u64;
         for (_, key, value) in ops {
-            check_key(key)?;
+            validate_key(key)?;
             payload += entry_len(key.len(), value.len()) as u64;
         }
         let frame_len = FRAME_HEADER_LEN as u64 + payload;

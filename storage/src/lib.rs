@@ -60,7 +60,7 @@ mod verify;
 pub use batch::{Expect, Op, WriteBatch};
 pub use bulk::BulkLoader;
 pub use config::{Config, Durability, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, MIN_REGION_SIZE};
-pub use dimension::{CompactReport, Dimension, DimensionStats};
+pub use dimension::{validate_key, CompactReport, Dimension, DimensionStats};
 pub use error::{Error, Result};
 pub use iter::Iter;
 pub use layout::{validate_dimension_name, DEFAULT_DIMENSION};

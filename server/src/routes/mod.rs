@@ -61,11 +61,5 @@ impl Encoding {
 
 /// Refuses empty and over-long keys up front, with the engine's own errors and wording.
 pub(crate) fn check_key(key: &[u8]) -> Result<(), ApiError> {
-    if key.is_empty() {
-        return Err(jessy_storage::Error::EmptyKey.into());
-    }
-    if key.len() > jessy_storage::MAX_KEY_LEN {
-        return Err(jessy_storage::Error::KeyTooLarge { len: key.len(), max: jessy_storage::MAX_KEY_LEN }.into());
-    }
-    Ok(())
+    Ok(jessy_storage::validate_key(key)?)
 }
