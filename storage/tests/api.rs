@@ -36,6 +36,11 @@ fn bad_input_is_refused_and_changes_nothing() {
     let long = vec![b'k'; 4097];
     assert!(matches!(d.put(&long, b"x"), Err(Error::KeyTooLarge { len: 4097, max: 4096 })));
     d.put(vec![b'k'; 4096], b"x").unwrap();
+    // validate_key is the same rule, for callers that must tell a malformed key from a missing one.
+    assert!(matches!(jessy_storage::validate_key(b""), Err(Error::EmptyKey)));
+    assert!(matches!(jessy_storage::validate_key(&long), Err(Error::KeyTooLarge { len: 4097, max: 4096 })));
+    jessy_storage::validate_key(b"k").unwrap();
+    jessy_storage::validate_key(&long[..4096]).unwrap();
     let err = d.put(b"big", vec![0u8; 20 * 1024]).unwrap_err();
     assert_eq!(err.code(), "value_too_large");
     assert!(err.to_string().contains("MMAP_MAX_SIZE"), "{err}");
