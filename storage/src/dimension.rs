@@ -124,7 +124,7 @@ impl State {
     /// The ordered index and the live bytes, once the point index has taken `key` from
     /// `old` to `loc`. A delete of a key that was not there changes neither.
     fn settle(&mut self, key: IndexKey, loc: Option<Loc>, old: Option<Loc>) {
-        if loc.is_some() || old.is_some() {
+        if changes_order(loc, old) {
             self.ordered.set(key, loc);
         }
         self.account(loc, old);
@@ -166,8 +166,7 @@ impl State {
         }
         let mut changed = Vec::with_capacity(updates.len());
         for ((key, loc), old) in updates.into_iter().zip(olds) {
-            // As in `settle`: a delete of a key that was not there changes nothing.
-            if loc.is_some() || old.is_some() {
+            if changes_order(loc, old) {
                 changed.push((key, loc));
             }
             self.account(loc, old);
@@ -464,6 +463,12 @@ impl std::fmt::Debug for Dimension {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dimension").field("id", &self.inner.id).field("name", &self.inner.name).finish()
     }
+}
+
+/// Whether a key's location going from `old` to `new` changes the ordered index: a delete of
+/// a key that was not there does not (`State::settle`, and `State::apply_all` when it defers).
+fn changes_order(new: Option<Loc>, old: Option<Loc>) -> bool {
+    new.is_some() || old.is_some()
 }
 
 /// Checks that `key` can be a key: 1 to [`MAX_KEY_LEN`] bytes. Writes check it themselves;
