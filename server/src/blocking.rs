@@ -6,9 +6,12 @@
 //! (`## HTTP`): a single-key read, and the first 256 KiB of a scan page, run on the worker,
 //! since they never wait for a lock held across I/O and the hop costs more than they do.
 //!
-//! Writes append with `try_submit_*` on the worker, which declines (writing nothing) rather
-//! than wait for the writer lock, a region to grow or a seal; only then do they go to the
-//! blocking pool. Their sync is awaited with [`durable`], which holds no thread at all.
+//! Single-key writes under `immediate` durability go to the dimension's committer thread
+//! (`Dimension::enqueue_put`), which appends and syncs them with the others waiting: the
+//! workers never wait for the writer lock. Under the other durabilities they append with
+//! `try_submit_*` on the worker, which declines (writing nothing) rather than wait for the
+//! writer lock, a region to grow or a seal; only then do they go to the blocking pool. Either
+//! way the answer is awaited with [`answered`], which holds no thread at all.
 
 use jessy_storage::{Ticket, Version};
 
@@ -33,14 +36,22 @@ where
 /// blocking-pool thread per write instead made every group sync wake every waiting thread;
 /// docs/BENCHMARKS.md (`## HTTP`) has the before and after.
 pub(crate) async fn durable(ticket: Ticket) -> Result<Version, ApiError> {
+    answered(|reply| ticket.on_durable(reply)).await
+}
+
+/// A write's answer from the storage engine: `register` hands `reply` to a call that runs it
+/// once the write is durable (`Ticket::on_durable`, `Dimension::enqueue_put`), on the
+/// committer thread or right away; it only passes the result on, as those calls require.
+pub(crate) async fn answered(register: impl FnOnce(Reply)) -> Result<Version, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    // Runs on the committer thread (or here, when the write is already durable): it only
-    // hands the result over, as `on_durable` requires.
-    ticket.on_durable(move |result| {
+    register(Box::new(move |result| {
         let _ = tx.send(result);
-    });
+    }));
     match rx.await {
         Ok(result) => Ok(result?),
         Err(_) => Err(ApiError::internal("the store dropped a write without answering it")),
     }
 }
+
+/// What [`answered`] hands to the engine.
+pub(crate) type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;

@@ -53,3 +53,11 @@ impl AppState {
         &self.0.config
     }
 }
+
+impl Shared {
+    /// Whether the store syncs every write before acknowledging it
+    /// (`JESSY_DURABILITY=immediate`): single-key writes then go to the committer's inbox.
+    pub(crate) fn immediate(&self) -> bool {
+        self.store.config().durability_mode() == jessy_storage::Durability::Immediate
+    }
+}

@@ -10,7 +10,7 @@ use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use common::{app, app_full, app_with, enc, REGION};
+use common::{app, app_full, app_with, enc, App, REGION};
 use jessy_storage::Durability;
 use serde_json::json;
 
@@ -216,9 +216,21 @@ async fn keys_and_values_are_bytes() {
     assert_eq!((r.status, r.body.len()), (StatusCode::OK, 0));
 }
 
+/// Under `immediate` single-key writes go through the committer's inbox
+/// (`Dimension::enqueue_*`), under `none` they append on the event loop: both must answer
+/// alike.
+fn both_write_paths() -> [App; 2] {
+    [app(), app_full(|c| c.durability(Durability::Immediate), |_| {}, Router::new())]
+}
+
 #[tokio::test]
 async fn conditional_writes() {
-    let app = app();
+    for app in both_write_paths() {
+        conditional_writes_on(app).await;
+    }
+}
+
+async fn conditional_writes_on(app: App) {
     let uri = "/v1/dimensions/default/keys/cas";
     let put_with = |header: &'static str, value: String, body: &'static str| {
         Request::builder().method(Method::PUT).uri(uri).header(header, value).body(Body::from(body)).unwrap()
@@ -260,7 +272,12 @@ async fn conditional_writes() {
 
 #[tokio::test]
 async fn key_and_value_limits() {
-    let app = app();
+    for app in both_write_paths() {
+        key_and_value_limits_on(app).await;
+    }
+}
+
+async fn key_and_value_limits_on(app: App) {
     let long = "k".repeat(jessy_storage::MAX_KEY_LEN + 1);
     app.put(&format!("/v1/dimensions/default/keys/{long}"), "v").await.problem(414, "key_too_large");
     app.get(&format!("/v1/dimensions/default/keys/{long}")).await.problem(414, "key_too_large");

@@ -405,6 +405,8 @@ pub(crate) struct DimInner {
     synced: Condvar,
     /// Wakes the committer thread that syncs for waiting callbacks (see ticket.rs).
     pub committer: crate::ticket::Committer,
+    /// Writes handed to the committer thread to append (see ticket.rs, "The inbox").
+    pub inbox: Mutex<Vec<crate::ticket::Queued>>,
     dropped: AtomicBool,
     /// One compaction at a time per dimension. It guards the layers that were found not
     /// worth rewriting (see compaction.rs).
@@ -571,7 +573,8 @@ impl Dimension {
     /// [`submit_put`](Self::submit_put) that never waits long: `Ok(None)`, having written
     /// nothing, when it would have to (another writer has held the writer lock for 50 µs,
     /// or the active region must grow or be sealed first). For async servers: try this on the event loop
-    /// and fall back to `submit_put` on a thread that may block.
+    /// and fall back to `submit_put` on a thread that may block. Under `Immediate`,
+    /// [`enqueue_put`](Self::enqueue_put) never takes the writer lock at all.
     pub fn try_submit_put(
         &self,
         key: impl AsRef<[u8]>,
@@ -913,9 +916,15 @@ impl DimInner {
     /// Syncs for the callbacks waiting in the writer, until none is left (the committer
     /// thread's round; see ticket.rs). Callbacks that can no longer become durable get
     /// the error that stopped them.
-    pub(crate) fn sync_for_callbacks(&self) {
+    pub(crate) fn sync_for_callbacks(self: &Arc<Self>) {
         let mut w = self.writer.lock();
         loop {
+            // Writes that came in while the last sync ran go into the next one.
+            if !self.inbox.lock().is_empty() {
+                drop(w);
+                crate::ticket::drain_inbox(self);
+                w = self.writer.lock();
+            }
             if w.callbacks.is_empty() {
                 return;
             }
@@ -1607,6 +1616,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         }),
         synced: Condvar::new(),
         committer: Default::default(),
+        inbox: Default::default(),
         key_index: Mutex::new(None),
         sealing: Mutex::new(None),
         seal_failed: Mutex::new(None),

@@ -330,7 +330,7 @@ impl Store {
         let dir = dim.inner.paths().dir.clone();
         let grave = shared.layout.temp().join(format!("drop-{}-{}", dim.dir(), crate::region::unique()));
         dim.inner.mark_dropped();
-        dim.inner.committer.stop();
+        crate::ticket::stop_committer(&dim.inner);
         dim.inner.finish_file_threads();
         io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
         let parent = shared.layout.consciousness();
@@ -445,7 +445,7 @@ impl Drop for StoreInner {
             }
         }
         for d in self.dims.read().values() {
-            d.inner.committer.stop();
+            crate::ticket::stop_committer(&d.inner);
         }
         for d in self.dims.read().values() {
             if let Err(e) = d.inner.sync() {

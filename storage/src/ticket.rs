@@ -7,6 +7,16 @@
 //! is in the log; [`Ticket::on_durable`] parks only a callback, and one committer thread
 //! per dimension syncs for every waiting callback at once and runs them. The write stays
 //! invisible to readers until then, exactly as with a blocking commit.
+//!
+//! # The inbox
+//!
+//! A `submit` still appends on the caller's thread, under the writer lock. With several
+//! threads writing, they meet on that lock, and on a small machine waiting for it costs
+//! more than the append (`sched_yield`s and futex sleeps, each a context switch).
+//! [`Dimension::enqueue_put`] and [`Dimension::enqueue_delete`] only push the write into
+//! the dimension's inbox and wake the committer, which appends everything in the inbox,
+//! syncs once for it and calls back: one thread takes the writer lock, as Redis's one thread
+//! both applies and syncs. docs/BENCHMARKS.md (`## HTTP`) has the numbers.
 
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -15,7 +25,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::dimension::DimInner;
-use crate::{Durability, Result, Version};
+use crate::record::Kind;
+use crate::{Dimension, Durability, Expect, Result, Version};
 
 /// What [`Ticket::on_durable`] runs once the write is durable (or can no longer become so).
 pub(crate) type Callback = Box<dyn FnOnce(Result<Version>) + Send>;
@@ -54,31 +65,118 @@ impl Ticket {
     /// writer lock is held: `f` must only hand the result on (a channel send, waking a
     /// task), never block or call into the store.
     pub fn on_durable(self, f: impl FnOnce(Result<Version>) + Send + 'static) {
+        self.register(Box::new(f), true)
+    }
+
+    /// [`on_durable`](Self::on_durable); `wake` false for the committer itself, which
+    /// syncs for the new callback in the round it is in.
+    fn register(self, f: Callback, wake: bool) {
         let dim = self.dim;
         if dim.shared.config.durability != Durability::Immediate {
-            return call(Box::new(f), Ok(Version(self.seq)));
+            return call(f, Ok(Version(self.seq)));
         }
         let mut w = dim.writer.lock();
         if let Some(e) = w.lost(self.seq) {
             drop(w);
-            return call(Box::new(f), Err(e));
+            return call(f, Err(e));
         }
         if w.synced_seq() >= self.seq {
             drop(w);
-            return call(Box::new(f), Ok(Version(self.seq)));
+            return call(f, Ok(Version(self.seq)));
         }
         if let Err(e) = dim.check_live().and_then(|()| dim.shared.check_writable()) {
             drop(w);
-            return call(Box::new(f), Err(e));
+            return call(f, Err(e));
         }
-        w.add_callback(self.seq, Box::new(f));
+        w.add_callback(self.seq, f);
         drop(w);
-        if !dim.committer.wake(&dim) {
+        if wake && !dim.committer.wake(&dim) {
             // No thread could be started: sync here instead (this call blocks, but the
             // callback is still answered).
             dim.sync_for_callbacks();
         }
     }
+}
+
+/// A write waiting in a dimension's inbox for the committer to append it.
+pub(crate) struct Queued {
+    kind: Kind,
+    key: Vec<u8>,
+    value: Box<dyn AsRef<[u8]> + Send>,
+    expect: Option<Expect>,
+    f: Callback,
+}
+
+impl Dimension {
+    /// Stores `value` under `key` (only if the key's state matches `expect`, when given)
+    /// without waiting for the writer lock: the dimension's committer thread appends it with
+    /// the other writes waiting and calls `f` once it is durable, as
+    /// [`Ticket::on_durable`] does, or with the error that refused or stopped it (a failed
+    /// condition, a bad key, a value too large, a read-only store). See the module docs,
+    /// "The inbox"; `f` has the same limits as there.
+    ///
+    /// Only under [`Durability::Immediate`]: with the other durabilities the write is
+    /// appended on this thread, as by [`put`](Self::put), and `f` runs before this returns.
+    pub fn enqueue_put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]> + Send + 'static,
+        expect: Option<Expect>,
+        f: impl FnOnce(Result<Version>) + Send + 'static,
+    ) {
+        let (key, value, f) = (key.as_ref().to_vec(), Box::new(value), Box::new(f));
+        enqueue(&self.inner, Queued { kind: Kind::Put, key, value, expect, f });
+    }
+
+    /// Removes `key` (only if its state matches `expect`, when given) as
+    /// [`enqueue_put`](Self::enqueue_put) stores one.
+    pub fn enqueue_delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        expect: Option<Expect>,
+        f: impl FnOnce(Result<Version>) + Send + 'static,
+    ) {
+        let (key, value, f) = (key.as_ref().to_vec(), Box::new([]), Box::new(f));
+        enqueue(&self.inner, Queued { kind: Kind::Delete, key, value, expect, f });
+    }
+}
+
+fn enqueue(dim: &Arc<DimInner>, q: Queued) {
+    if dim.shared.config.durability != Durability::Immediate {
+        return append_queued(dim, q, true);
+    }
+    dim.inbox.lock().push(q);
+    if !dim.committer.wake(dim) {
+        // No committer (it could not be started, or the store is closing): this thread
+        // does its round (which starts by draining the inbox), as `on_durable` does.
+        dim.sync_for_callbacks();
+    }
+}
+
+/// Appends every write in the inbox and registers its callback, for the committer's next
+/// sync. Called by the committer, and by whoever stops it, so that no write is left
+/// unanswered.
+pub(crate) fn drain_inbox(dim: &Arc<DimInner>) {
+    let queued = std::mem::take(&mut *dim.inbox.lock());
+    for q in queued {
+        append_queued(dim, q, false);
+    }
+}
+
+fn append_queued(dim: &Arc<DimInner>, q: Queued, wake: bool) {
+    let key = q.key.as_slice();
+    match dim.append(&[(q.kind, key, (*q.value).as_ref())], q.expect.map(|e| (key, e))) {
+        Ok(seq) => Ticket { dim: dim.clone(), seq }.register(q.f, wake),
+        Err(e) => call(q.f, Err(e)),
+    }
+}
+
+/// Stops a dimension's committer thread (closing the store, dropping the dimension) and
+/// appends what is left in its inbox: the sync that follows, or the error that the
+/// appends meet, answers those writes.
+pub(crate) fn stop_committer(dim: &Arc<DimInner>) {
+    dim.committer.stop();
+    drain_inbox(dim);
 }
 
 /// Runs a callback; a panic in it must not unwind through the engine's locks.

@@ -21,6 +21,8 @@ enum Step {
     Batch(Vec<(u8, Option<u16>)>),
     /// Single writes through `submit_*`, all in flight before any callback is awaited.
     Submitted(Vec<(u8, Option<u16>)>),
+    /// Single writes through `enqueue_*` (the committer's inbox), all in flight at once.
+    Enqueued(Vec<(u8, Option<u16>)>),
     Get(u8),
     /// From, to, reversed, and a batch-size hint (`Iter::batch_size`), if any.
     Range(u8, u8, bool, Option<u8>),
@@ -50,6 +52,7 @@ fn step() -> impl Strategy<Value = Step> {
         // with values small enough for the batch to fit a test region.
         2 => prop::collection::vec((any::<u8>(), prop::option::of(0u16..60)), 32..60).prop_map(Step::Batch),
         5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Submitted),
+        5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Enqueued),
         15 => any::<u8>().prop_map(Step::Get),
         5 => (any::<u8>(), any::<u8>(), any::<bool>(), prop::option::of(0u8..40))
             .prop_map(|(a, b, r, n)| Step::Range(a, b, r, n)),
@@ -149,6 +152,28 @@ fn run(steps: Vec<Step>, none: bool) -> Result<(), TestCaseError> {
                 let answered: Vec<_> = rx.iter().collect();
                 prop_assert_eq!(answered.len(), ops.len());
                 prop_assert!(answered.iter().all(|r| r.is_ok()));
+                for (k, v) in ops {
+                    match v {
+                        Some(n) => model.insert(key(k), val(k, n)),
+                        None => model.remove(&key(k)),
+                    };
+                }
+            }
+            Step::Enqueued(ops) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                for (k, v) in &ops {
+                    let tx = tx.clone();
+                    let reply = move |r| tx.send(r).unwrap();
+                    match v {
+                        Some(n) => d.enqueue_put(key(*k), val(*k, *n), None, reply),
+                        None => d.enqueue_delete(key(*k), None, reply),
+                    }
+                }
+                drop(tx);
+                let answered: Vec<_> = rx.iter().collect();
+                prop_assert_eq!(answered.len(), ops.len());
+                prop_assert!(answered.iter().all(|r| r.is_ok()));
+                // The inbox keeps their order: the last write of a key is the one that stays.
                 for (k, v) in ops {
                     match v {
                         Some(n) => model.insert(key(k), val(k, n)),

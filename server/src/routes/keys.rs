@@ -196,13 +196,18 @@ pub(crate) async fn put(
     let condition = write_condition(&headers)?;
     let value = body.map_err(|rejection| body_error(rejection, &state))?;
     let dim = state.store.get_dimension(&dim)?;
-    // Appending is a short `pwrite` unless the writer is busy or the region must grow or be
-    // sealed: then it runs on the blocking pool. Either way the sync is awaited, not waited for.
-    let ticket = match dim.try_submit_put(&key, &value, condition)? {
-        Some(ticket) => ticket,
-        None => blocking::run(move || Ok(dim.submit_put(&key, &value, condition)?)).await?,
+    let version = if state.immediate() {
+        // The committer appends and syncs it with the other writes waiting (blocking.rs).
+        blocking::answered(|reply| dim.enqueue_put(&key, value, condition, reply)).await?
+    } else {
+        // Appending is a short `pwrite` unless the writer is busy or the region must grow or
+        // be sealed: then it runs on the blocking pool.
+        let ticket = match dim.try_submit_put(&key, &value, condition)? {
+            Some(ticket) => ticket,
+            None => blocking::run(move || Ok(dim.submit_put(&key, &value, condition)?)).await?,
+        };
+        blocking::durable(ticket).await?
     };
-    let version = blocking::durable(ticket).await?;
     Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response())
 }
 
@@ -237,11 +242,15 @@ pub(crate) async fn delete(
     check_key(&key)?;
     let condition = write_condition(&headers)?;
     let dim = state.store.get_dimension(&dim)?;
-    let ticket = match dim.try_submit_delete(&key, condition)? {
-        Some(ticket) => ticket,
-        None => blocking::run(move || Ok(dim.submit_delete(&key, condition)?)).await?,
-    };
-    blocking::durable(ticket).await?;
+    if state.immediate() {
+        blocking::answered(|reply| dim.enqueue_delete(&key, condition, reply)).await?;
+    } else {
+        let ticket = match dim.try_submit_delete(&key, condition)? {
+            Some(ticket) => ticket,
+            None => blocking::run(move || Ok(dim.submit_delete(&key, condition)?)).await?,
+        };
+        blocking::durable(ticket).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use jessy_storage::{Dimension, WriteBatch};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use jessy_storage::{Dimension, Version, WriteBatch};
 
 use super::tagged;
 
@@ -53,8 +56,17 @@ impl Op {
     }
 
     /// Runs the operation on `dim`, its dimension, with values tagged `tag`.
+    /// Every other single write (odd tags) goes through the committer's inbox
+    /// (`enqueue_put`, `enqueue_delete`), as the HTTP server's do, so that the fault tests
+    /// cover both ways in.
     pub fn run(&self, dim: &Dimension, key: fn(u64) -> Vec<u8>, tag: u64) -> jessy_storage::Result<()> {
+        let inbox = tag % 2 == 1;
         match self {
+            Op::Put(_, k, len) if inbox => {
+                let value = tagged(&key(*k), tag, *len);
+                answered(|reply| dim.enqueue_put(key(*k), value, None, reply))
+            }
+            Op::Delete(_, k) if inbox => answered(|reply| dim.enqueue_delete(key(*k), None, reply)),
             Op::Put(_, k, len) => dim.put(key(*k), tagged(&key(*k), tag, *len)).map(drop),
             Op::Delete(_, k) => dim.delete(key(*k)).map(drop),
             Op::Batch(_, ops) => {
@@ -75,5 +87,19 @@ impl Op {
     pub fn dim(&self) -> usize {
         let (Op::Put(d, ..) | Op::Delete(d, _) | Op::Batch(d, _) | Op::Compact(d)) = self;
         *d
+    }
+}
+
+type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;
+
+/// Waits for the answer an `enqueue_*` call sends to its callback.
+fn answered(enqueue: impl FnOnce(Reply)) -> jessy_storage::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    enqueue(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(r) => r.map(drop),
+        Err(e) => panic!("an enqueued write was not answered within a minute: {e}"),
     }
 }
