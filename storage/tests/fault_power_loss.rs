@@ -1,7 +1,8 @@
 //! Simulated power loss through the I/O trait (issue 4, part 1).
 //!
 //! Each seed runs a random workload (puts, deletes, batches, compaction, dimension
-//! create/drop, reopen; small regions so that regions grow and seal) against a
+//! create/drop, reopen; small regions so that regions grow and seal; every other single
+//! write through the committer's inbox, `enqueue_*`) against a
 //! `FaultyIo` in `PowerLoss::Random` mode, loses power at a seeded operation (every unsynced
 //! write is then kept, dropped, torn or garbled; unsynced directory changes may be undone),
 //! sometimes loses power again during the recovery, and then reopens and compares the store
@@ -127,7 +128,17 @@ fn exec(store: &mut Option<Store>, dir: &Path, cfg: &Config, op: &Op, tag: u64) 
         return Ok(());
     }
     let s = store.as_ref().expect("store is open");
+    // Every other single write goes through the committer's inbox, as the HTTP server's do.
+    let inbox = tag % 2 == 1;
     match op {
+        Op::Put { dim, key: k, len } if inbox => {
+            let (d, value) = (s.get_dimension(dim)?, tagged(&key(*k), tag, *len));
+            workload::answered(|reply| d.enqueue_put(key(*k), value, None, reply))
+        }
+        Op::Delete { dim, key: k } if inbox => {
+            let d = s.get_dimension(dim)?;
+            workload::answered(|reply| d.enqueue_delete(key(*k), None, reply))
+        }
         Op::Put { dim, key: k, len } => s.get_dimension(dim)?.put(key(*k), tagged(&key(*k), tag, *len)).map(drop),
         Op::Delete { dim, key: k } => s.get_dimension(dim)?.delete(key(*k)).map(drop),
         Op::Batch { dim, ops } => {

@@ -90,10 +90,10 @@ impl Op {
     }
 }
 
-type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;
+pub type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;
 
 /// Waits for the answer an `enqueue_*` call sends to its callback.
-fn answered(enqueue: impl FnOnce(Reply)) -> jessy_storage::Result<()> {
+pub fn answered(enqueue: impl FnOnce(Reply)) -> jessy_storage::Result<()> {
     let (tx, rx) = mpsc::channel();
     enqueue(Box::new(move |r| {
         let _ = tx.send(r);
