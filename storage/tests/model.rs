@@ -19,10 +19,9 @@ enum Step {
     Put(u8, u16),
     Delete(u8),
     Batch(Vec<(u8, Option<u16>)>),
-    /// Single writes through `submit_*`, all in flight before any callback is awaited.
-    Submitted(Vec<(u8, Option<u16>)>),
-    /// Single writes through `enqueue_*` (the committer's inbox), all in flight at once.
-    Enqueued(Vec<(u8, Option<u16>)>),
+    /// Single writes through `submit_*` (or, if true, `enqueue_*`: the committer's inbox),
+    /// all in flight before any callback is awaited.
+    Submitted(Vec<(u8, Option<u16>)>, bool),
     Get(u8),
     /// From, to, reversed, and a batch-size hint (`Iter::batch_size`), if any.
     Range(u8, u8, bool, Option<u8>),
@@ -51,8 +50,8 @@ fn step() -> impl Strategy<Value = Step> {
         // Large enough for a durable commit to defer its ordered-index inserts (DEFER_MIN),
         // with values small enough for the batch to fit a test region.
         2 => prop::collection::vec((any::<u8>(), prop::option::of(0u16..60)), 32..60).prop_map(Step::Batch),
-        5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Submitted),
-        5 => prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8).prop_map(Step::Enqueued),
+        10 => (prop::collection::vec((any::<u8>(), prop::option::of(any::<u16>())), 1..8), any::<bool>())
+            .prop_map(|(ops, inbox)| Step::Submitted(ops, inbox)),
         15 => any::<u8>().prop_map(Step::Get),
         5 => (any::<u8>(), any::<u8>(), any::<bool>(), prop::option::of(0u8..40))
             .prop_map(|(a, b, r, n)| Step::Range(a, b, r, n)),
@@ -138,42 +137,23 @@ fn run(steps: Vec<Step>, none: bool) -> Result<(), TestCaseError> {
                     };
                 }
             }
-            Step::Submitted(ops) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                for (k, v) in &ops {
-                    let ticket = match v {
-                        Some(n) => d.submit_put(key(*k), val(*k, *n), None).unwrap(),
-                        None => d.submit_delete(key(*k), None).unwrap(),
-                    };
-                    let tx = tx.clone();
-                    ticket.on_durable(move |r| tx.send(r).unwrap());
-                }
-                drop(tx);
-                let answered: Vec<_> = rx.iter().collect();
-                prop_assert_eq!(answered.len(), ops.len());
-                prop_assert!(answered.iter().all(|r| r.is_ok()));
-                for (k, v) in ops {
-                    match v {
-                        Some(n) => model.insert(key(k), val(k, n)),
-                        None => model.remove(&key(k)),
-                    };
-                }
-            }
-            Step::Enqueued(ops) => {
+            Step::Submitted(ops, inbox) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 for (k, v) in &ops {
                     let tx = tx.clone();
                     let reply = move |r| tx.send(r).unwrap();
-                    match v {
-                        Some(n) => d.enqueue_put(key(*k), val(*k, *n), None, reply),
-                        None => d.enqueue_delete(key(*k), None, reply),
+                    match (v, inbox) {
+                        (Some(n), false) => d.submit_put(key(*k), val(*k, *n), None).unwrap().on_durable(reply),
+                        (None, false) => d.submit_delete(key(*k), None).unwrap().on_durable(reply),
+                        (Some(n), true) => d.enqueue_put(key(*k), val(*k, *n), None, reply),
+                        (None, true) => d.enqueue_delete(key(*k), None, reply),
                     }
                 }
                 drop(tx);
                 let answered: Vec<_> = rx.iter().collect();
                 prop_assert_eq!(answered.len(), ops.len());
                 prop_assert!(answered.iter().all(|r| r.is_ok()));
-                // The inbox keeps their order: the last write of a key is the one that stays.
+                // Both keep the order of the calls: the last write of a key is the one that stays.
                 for (k, v) in ops {
                     match v {
                         Some(n) => model.insert(key(k), val(k, n)),
