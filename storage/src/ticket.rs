@@ -117,6 +117,10 @@ impl Dimension {
     ///
     /// Only under [`Durability::Immediate`]: with the other durabilities the write is
     /// appended on this thread, as by [`put`](Self::put), and `f` runs before this returns.
+    ///
+    /// The inbox has no bound: each write waits there, value and all, until the committer
+    /// takes it, so a caller that can produce writes faster than the disk syncs them should
+    /// bound how many it has in flight (jessy-core's cap on concurrent requests does).
     pub fn enqueue_put(
         &self,
         key: impl AsRef<[u8]>,
