@@ -118,6 +118,11 @@ impl Dimension {
     /// Only under [`Durability::Immediate`]: with the other durabilities the write is
     /// appended on this thread, as by [`put`](Self::put), and `f` runs before this returns.
     ///
+    /// The write takes its place among the others (its version, the state its condition is
+    /// checked against) when the committer appends it, not when this is called: writes
+    /// through the inbox keep their order, but a later `put` or `submit_put` of the same key
+    /// from this thread may land before it. Wait for `f` first where that order matters.
+    ///
     /// The inbox has no bound: each write waits there, value and all, until the committer
     /// takes it, so a caller that can produce writes faster than the disk syncs them should
     /// bound how many it has in flight (jessy-core's cap on concurrent requests does).
