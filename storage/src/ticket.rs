@@ -195,8 +195,9 @@ pub(crate) fn call(f: Callback, result: Result<Version>) {
     }
 }
 
-/// The committer thread of a dimension: started on the first callback, it sleeps until
-/// woken and then syncs for every waiting callback. It holds the dimension only while
+/// The committer thread of a dimension: started on the first callback or inbox write, it
+/// sleeps until woken, then appends what is in the inbox and syncs for every waiting
+/// callback. It holds the dimension only while
 /// working; closing the store stops it and waits for it, so the store's lock is free once
 /// `close` returns.
 #[derive(Default)]
