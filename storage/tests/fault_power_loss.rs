@@ -133,11 +133,11 @@ fn exec(store: &mut Option<Store>, dir: &Path, cfg: &Config, op: &Op, tag: u64) 
     match op {
         Op::Put { dim, key: k, len } if inbox => {
             let (d, value) = (s.get_dimension(dim)?, tagged(&key(*k), tag, *len));
-            workload::answered(|reply| d.enqueue_put(key(*k), value, None, reply))
+            answered(|reply| d.enqueue_put(key(*k), value, None, reply)).map(drop)
         }
         Op::Delete { dim, key: k } if inbox => {
             let d = s.get_dimension(dim)?;
-            workload::answered(|reply| d.enqueue_delete(key(*k), None, reply))
+            answered(|reply| d.enqueue_delete(key(*k), None, reply)).map(drop)
         }
         Op::Put { dim, key: k, len } => s.get_dimension(dim)?.put(key(*k), tagged(&key(*k), tag, *len)).map(drop),
         Op::Delete { dim, key: k } => s.get_dimension(dim)?.delete(key(*k)).map(drop),

@@ -15,9 +15,7 @@ use jessy_storage::{Config, Durability, Error, Expect, Result, Store, Ticket, Ve
 
 /// Waits for a ticket through its callback, as an async server would.
 fn called_back(t: Ticket) -> Result<Version> {
-    let (tx, rx) = mpsc::channel();
-    t.on_durable(move |r| tx.send(r).unwrap());
-    rx.recv_timeout(Duration::from_secs(30)).expect("the callback never ran")
+    answered(|reply| t.on_durable(reply))
 }
 
 #[test]
@@ -284,13 +282,10 @@ fn a_failed_write_of_queued_frames_fails_every_write_in_the_queue() {
 
 /// A write through the committer's inbox, waited for through its callback.
 fn enqueued(d: &jessy_storage::Dimension, key: &str, value: Option<&[u8]>, expect: Option<Expect>) -> Result<Version> {
-    let (tx, rx) = mpsc::channel();
-    let reply = move |r| tx.send(r).unwrap();
-    match value {
+    answered(|reply| match value {
         Some(v) => d.enqueue_put(key, v.to_vec(), expect, reply),
         None => d.enqueue_delete(key, expect, reply),
-    }
-    rx.recv_timeout(Duration::from_secs(30)).expect("the callback never ran")
+    })
 }
 
 #[test]

@@ -3,8 +3,10 @@
 pub mod workload;
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use jessy_storage::{Config, Durability, Store};
+use jessy_storage::{Config, Durability, Store, Version};
 
 /// A config with small regions so tests seal layers quickly.
 pub fn small(durability: Durability) -> Config {
@@ -178,4 +180,17 @@ pub fn show(b: &[u8]) -> String {
         Ok(s) if s.len() <= 48 && s.bytes().all(|c| (32..127).contains(&c)) => s.to_string(),
         _ => format!("{} bytes {:02x?}..", b.len(), &b[..b.len().min(12)]),
     }
+}
+
+/// What [`answered`] hands to the engine: a callback that only passes the result on.
+pub type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;
+
+/// Waits for a write's answer through its callback, as an async server would: `register`
+/// hands the callback to `Ticket::on_durable` or to an `enqueue_*` call.
+pub fn answered(register: impl FnOnce(Reply)) -> jessy_storage::Result<Version> {
+    let (tx, rx) = mpsc::channel();
+    register(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.recv_timeout(Duration::from_secs(30)).expect("the write's callback never ran")
 }

@@ -5,12 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use std::sync::mpsc;
-use std::time::Duration;
+use jessy_storage::{Dimension, WriteBatch};
 
-use jessy_storage::{Dimension, Version, WriteBatch};
-
-use super::tagged;
+use super::{answered, tagged};
 
 /// Dimension name -> its contents.
 pub type State = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -64,9 +61,9 @@ impl Op {
         match self {
             Op::Put(_, k, len) if inbox => {
                 let value = tagged(&key(*k), tag, *len);
-                answered(|reply| dim.enqueue_put(key(*k), value, None, reply))
+                answered(|reply| dim.enqueue_put(key(*k), value, None, reply)).map(drop)
             }
-            Op::Delete(_, k) if inbox => answered(|reply| dim.enqueue_delete(key(*k), None, reply)),
+            Op::Delete(_, k) if inbox => answered(|reply| dim.enqueue_delete(key(*k), None, reply)).map(drop),
             Op::Put(_, k, len) => dim.put(key(*k), tagged(&key(*k), tag, *len)).map(drop),
             Op::Delete(_, k) => dim.delete(key(*k)).map(drop),
             Op::Batch(_, ops) => {
@@ -87,19 +84,5 @@ impl Op {
     pub fn dim(&self) -> usize {
         let (Op::Put(d, ..) | Op::Delete(d, _) | Op::Batch(d, _) | Op::Compact(d)) = self;
         *d
-    }
-}
-
-pub type Reply = Box<dyn FnOnce(jessy_storage::Result<Version>) + Send>;
-
-/// Waits for the answer an `enqueue_*` call sends to its callback.
-pub fn answered(enqueue: impl FnOnce(Reply)) -> jessy_storage::Result<()> {
-    let (tx, rx) = mpsc::channel();
-    enqueue(Box::new(move |r| {
-        let _ = tx.send(r);
-    }));
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(r) => r.map(drop),
-        Err(e) => panic!("an enqueued write was not answered within a minute: {e}"),
     }
 }
