@@ -20,7 +20,7 @@ pub(crate) struct RequestCtx {
     pub(crate) request_id: String,
     pub(crate) started: Instant,
     /// The route template, set by the per-route layer once the router has matched one (or by
-    /// the fast path for `GET` of a key, which does not use the router).
+    /// the fast path for keys, which does not use the router).
     route: OnceLock<RouteName>,
     /// `{"method":..,"path":..,"request_id":..` (no closing brace): the start of the span
     /// object, when log lines are to carry it; empty otherwise.

@@ -14,8 +14,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use axum::Router;
@@ -24,6 +25,7 @@ use tower::Service;
 
 use crate::context::RequestCtx;
 use crate::error::{code_for_status, PROBLEM_JSON};
+use crate::routes::keys;
 use crate::{ApiError, AppState};
 
 /// The request id header, answered on every response.
@@ -83,18 +85,18 @@ struct AppInner {
     limit: Arc<Semaphore>,
     body_limit: DefaultBodyLimit,
     token: Option<Arc<str>>,
-    /// Whether a `GET` of a key may skip the router (see [`fast_get_route`]).
-    fast_get: bool,
+    /// Whether `GET`, `PUT` and `DELETE` of a key may skip the router (see [`key_route`]).
+    fast_keys: bool,
 }
 
 impl App {
-    /// `fast_get`: the router has no routes besides jessy-core's own, so that a `GET` of a key
-    /// may be answered without it.
-    pub(crate) fn new(state: AppState, routes: Router, fast_get: bool) -> App {
+    /// `fast_keys`: the router has no routes besides jessy-core's own, so that requests to a
+    /// key may be answered without it.
+    pub(crate) fn new(state: AppState, routes: Router, fast_keys: bool) -> App {
         let limit = Arc::new(Semaphore::new(state.config.max_concurrency.max(1)));
         let body_limit = DefaultBodyLimit::max(state.config.body_limit());
         let token = state.config.api_token.as_deref().map(Arc::from);
-        App(Arc::new(AppInner { state, routes, limit, body_limit, token, fast_get }))
+        App(Arc::new(AppInner { state, routes, limit, body_limit, token, fast_keys }))
     }
 }
 
@@ -103,12 +105,12 @@ pub(crate) const KEY_ROUTE: &str = "/v1/dimensions/{dim}/keys/{*key}";
 pub(crate) const EMPTY_KEY_ROUTE: &str = "/v1/dimensions/{dim}/keys/";
 
 /// The route the router would match for `path` when it is one of a key, else `None`. The fast
-/// path uses it only for `GET`, the hottest request, which it answers by calling the handler's
-/// body directly ([`keys::get_now`]): no routing (and its percent-decoded path parameters, which
-/// the key handlers do not use), no extractors, no boxed handler future. It agrees with the router:
-/// `{dim}` is one non-empty segment, and no other route of jessy-core's has a static segment
-/// there; the test `fast_get_answers_as_the_router_does` compares the two.
-fn fast_get_route(path: &str) -> Option<&'static str> {
+/// path uses it for the hot requests, `GET`, `PUT` and `DELETE` of a key, which it answers by
+/// calling the handlers directly: no routing (and its percent-decoded path parameters, which
+/// the key handlers do not use), no extractors but the body, no boxed handler service. It agrees
+/// with the router: `{dim}` is one non-empty segment, and no other route of jessy-core's has a
+/// static segment there; the test `fast_keys_answer_as_the_router_does` compares the two.
+fn key_route(path: &str) -> Option<&'static str> {
     let rest = path.strip_prefix("/v1/dimensions/")?;
     let (dim, rest) = rest.split_once('/')?;
     let key = rest.strip_prefix("keys/")?;
@@ -185,40 +187,78 @@ async fn handle(app: &AppInner, mut req: Request) -> Response {
     response
 }
 
-/// The router's answer to a request, with `ctx` current while the router and the handler run
+/// The answer to a request (the router's, or a key handler's on the fast path), with `ctx` current while the router and the handler run
 /// (so that their log lines carry it), and a handler panic answered as a 500 problem.
 struct Handled<'a> {
     ctx: &'a RequestCtx,
     app: &'a AppInner,
     req: Option<Request>,
-    fut: Option<RouteFuture<Infallible>>,
+    fut: Option<Routed>,
 }
 
+/// Who answers a request: the router, or the key handlers directly (the fast path).
+enum Routed {
+    Router(RouteFuture<Infallible>),
+    Key(crate::router::RouteFuture<KeyFuture>),
+}
+
+type KeyFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 impl Handled<'_> {
-    /// A `GET` of a key, answered at once; else `None`, for the router.
-    fn fast_get(&self, req: &Request) -> Option<Response> {
-        let route = match (self.app.fast_get, req.method() == Method::GET) {
-            (true, true) => fast_get_route(req.uri().path()),
+    /// Who answers `req`: for a `GET`, `PUT` or `DELETE` of a key, the key's handler without
+    /// the router, with what its route would apply (the route, the token, the request
+    /// timeout); for anything else, the router.
+    fn route(&self, req: Request) -> Routed {
+        let route = match *req.method() {
+            Method::GET | Method::PUT | Method::DELETE if self.app.fast_keys => key_route(req.uri().path()),
             _ => None,
         };
-        let route = route?;
-        // What the route's layer does: the route, then the token.
+        let Some(route) = route else { return Routed::Router(self.app.routes.clone().call(req)) };
         self.ctx.set_static_route(route);
         if let Some(token) = &self.app.token {
             if let Some(rejection) = crate::auth::reject(token, req.headers()) {
-                return Some(rejection);
+                return Routed::Key(crate::router::RouteFuture::Answered(Some(rejection)));
             }
         }
-        let mut response =
-            crate::routes::keys::get_now(&self.app.state, req.uri().path(), req.headers()).into_response();
-        // As axum's route future does: a body of known size gets its `Content-Length`.
-        if !response.headers().contains_key(header::CONTENT_LENGTH) {
-            if let Some(size) = HttpBody::size_hint(response.body()).exact() {
-                response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            }
+        if req.method() == Method::GET {
+            // A read never waits: answered here, without a future or a timer.
+            let response = keys::get_now(&self.app.state, req.uri().path(), req.headers()).into_response();
+            return Routed::Key(crate::router::RouteFuture::Answered(Some(with_content_length(response))));
         }
-        Some(response)
+        let state = self.app.state.clone();
+        let inner: KeyFuture = if req.method() == Method::PUT {
+            Box::pin(async move {
+                let (uri, headers, body) = take_parts(req).await;
+                Ok(with_content_length(keys::put(State(state), OriginalUri(uri), headers, body).await.into_response()))
+            })
+        } else {
+            Box::pin(async move {
+                let (uri, headers, _) = take_parts(req).await;
+                Ok(with_content_length(keys::delete(State(state), OriginalUri(uri), headers).await.into_response()))
+            })
+        };
+        let deadline = Some(self.ctx.started + self.app.state.config.request_timeout);
+        Routed::Key(crate::router::RouteFuture::Running { inner, deadline, sleep: None })
     }
+}
+
+/// What the key handlers extract from a request: its URI, its headers, its body read whole
+/// (within the body limit, as axum's `Bytes` extractor reads it, which this calls).
+async fn take_parts(mut req: Request) -> (Uri, HeaderMap, Result<Bytes, BytesRejection>) {
+    let uri = req.uri().clone();
+    let headers = std::mem::take(req.headers_mut());
+    let body = if req.method() == Method::PUT { Bytes::from_request(req, &()).await } else { Ok(Bytes::new()) };
+    (uri, headers, body)
+}
+
+/// As axum's route future does: a body of known size gets its `Content-Length`.
+fn with_content_length(mut response: Response) -> Response {
+    if !response.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(size) = HttpBody::size_hint(response.body()).exact() {
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        }
+    }
+    response
 }
 
 impl Future for Handled<'_> {
@@ -229,13 +269,11 @@ impl Future for Handled<'_> {
         let _entered = this.ctx.enter();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if let Some(req) = this.req.take() {
-                if let Some(response) = this.fast_get(&req) {
-                    return Poll::Ready(Ok(response));
-                }
-                this.fut = Some(this.app.routes.clone().call(req));
+                this.fut = Some(this.route(req));
             }
             match &mut this.fut {
-                Some(fut) => Pin::new(fut).poll(cx),
+                Some(Routed::Router(fut)) => Pin::new(fut).poll(cx),
+                Some(Routed::Key(fut)) => Pin::new(fut).poll(cx),
                 None => Poll::Ready(Ok(panic_response(Box::new("polled after completion")))),
             }
         }));
@@ -373,21 +411,17 @@ mod tests {
         assert!(!ids.contains(&other));
     }
 
-    /// The fast path for `GET` of a key answers exactly as the router does, and counts the
-    /// request under the same route.
+    /// The fast path for keys answers exactly as the router does, and counts each request
+    /// under the same route: the same requests go to two stores that start alike, one served
+    /// with the fast path and one without (an extra route turns it off), under both write
+    /// paths (`immediate` sends single writes to the committer's inbox).
     #[test]
-    fn fast_get_answers_as_the_router_does() {
+    fn fast_keys_answer_as_the_router_does() {
         use axum::routing::get;
+        use jessy_storage::Durability;
         use tower::ServiceExt as _;
 
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = jessy_storage::Config::default().base_path(dir.path()).durability(jessy_storage::Durability::None);
-        let store = jessy_storage::Store::open_config(config).unwrap();
-        let dim = store.get_dimension("default").unwrap();
-        dim.put("k1", "v1").unwrap();
-        dim.put("a/keys/b", "v2").unwrap();
-        dim.put(b"\x00\xff", "v3").unwrap();
         let long = format!("/v1/dimensions/default/keys/{}", "k".repeat(5000));
         let paths = [
             "/v1/dimensions/default/keys/k1",
@@ -409,51 +443,99 @@ mod tests {
             "/v1/dimensions/keys/k1",
             long.as_str(),
         ];
-        for token in [None, Some("s3cret")] {
-            let config = crate::ServerConfig { api_token: token.map(str::to_string), ..crate::ServerConfig::default() };
-            let fast = AppState::new(store.clone(), config.clone());
-            let slow = AppState::new(store.clone(), config);
-            let fast_app = crate::router_with(fast.clone(), axum::Router::new());
-            let unrelated = axum::Router::new().route("/unrelated", get(|| async { "" }));
-            let slow_app = crate::router_with(slow.clone(), unrelated);
-            for path in paths {
-                for auth in [None, Some("Bearer s3cret"), Some("Bearer wrong")] {
-                    for etag in [None, Some("\"1\"")] {
-                        let request = || {
-                            let mut req = Request::builder().uri(path).header("x-request-id", "same");
-                            if let Some(auth) = auth {
-                                req = req.header("authorization", auth);
+        let methods = [Method::GET, Method::PUT, Method::DELETE, Method::HEAD, Method::POST];
+        let conditions =
+            [None, Some(("if-none-match", "\"1\"")), Some(("if-none-match", "*")), Some(("if-match", "\"2\""))];
+        // 16 KiB regions: a body limit of about 85 KiB; a 40 KiB value is read and refused by
+        // the store, a 100 KiB body by the limit.
+        let bodies = [Bytes::from_static(b"v"), Bytes::from(vec![b'x'; 40 << 10]), Bytes::from(vec![b'y'; 100 << 10])];
+        for durability in [Durability::None, Durability::Immediate] {
+            for token in [None, Some("s3cret")] {
+                let open = |dir: &std::path::Path| {
+                    let storage = jessy_storage::Config::default()
+                        .base_path(dir)
+                        .initial_size(16 << 10)
+                        .max_size(16 << 10)
+                        .durability(durability);
+                    let store = jessy_storage::Store::open_config(storage.clone()).unwrap();
+                    let dim = store.get_dimension("default").unwrap();
+                    dim.put("k1", "v1").unwrap();
+                    dim.put("a/keys/b", "v2").unwrap();
+                    dim.put(b"\x00\xff", "v3").unwrap();
+                    let config = crate::ServerConfig {
+                        api_token: token.map(str::to_string),
+                        storage,
+                        ..crate::ServerConfig::default()
+                    };
+                    AppState::new(store, config)
+                };
+                let (fast_dir, slow_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+                let (fast, slow) = (open(fast_dir.path()), open(slow_dir.path()));
+                let fast_app = crate::router_with(fast.clone(), axum::Router::new());
+                let unrelated = axum::Router::new().route("/unrelated", get(|| async { "" }));
+                let slow_app = crate::router_with(slow.clone(), unrelated);
+                let mut compared = 0;
+                for path in paths {
+                    for method in &methods {
+                        for auth in [None, Some("Bearer s3cret"), Some("Bearer wrong")] {
+                            for condition in conditions {
+                                for body in &bodies {
+                                    if body.len() > 1 && (*method != Method::PUT || path != paths[0]) {
+                                        continue; // large bodies: only where they reach the store
+                                    }
+                                    let request = || {
+                                        let mut req =
+                                            Request::builder().method(method).uri(path).header("x-request-id", "same");
+                                        if let Some(auth) = auth {
+                                            req = req.header("authorization", auth);
+                                        }
+                                        if let Some((name, value)) = condition {
+                                            req = req.header(name, value);
+                                        }
+                                        req.body(Body::from(body.clone())).unwrap()
+                                    };
+                                    let answer = |app: &Router| {
+                                        let response = runtime.block_on(app.clone().oneshot(request())).unwrap();
+                                        let (parts, body) = response.into_parts();
+                                        let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
+                                        (parts.status, parts.headers, body)
+                                    };
+                                    let (fast_answer, slow_answer) = (answer(&fast_app), answer(&slow_app));
+                                    assert_eq!(
+                                        fast_answer,
+                                        slow_answer,
+                                        "{durability:?} {method} {path} {auth:?} {condition:?} {} bytes",
+                                        body.len()
+                                    );
+                                    compared += 1;
+                                }
                             }
-                            if let Some(etag) = etag {
-                                req = req.header("if-none-match", etag);
-                            }
-                            req.body(Body::empty()).unwrap()
-                        };
-                        let answer = |app: &Router| {
-                            let response = runtime.block_on(app.clone().oneshot(request())).unwrap();
-                            let (parts, body) = response.into_parts();
-                            let body = runtime.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
-                            (parts.status, parts.headers, body)
-                        };
-                        let (fast_answer, slow_answer) = (answer(&fast_app), answer(&slow_app));
-                        assert_eq!(fast_answer, slow_answer, "{path} {auth:?} {etag:?}");
+                        }
                     }
                 }
+                let counts = |state: &AppState| {
+                    let stats = state.store.stats();
+                    let text = state.metrics.render(&stats, std::time::Duration::ZERO).unwrap();
+                    text.lines()
+                        .filter(|l| l.starts_with("jessy_http_requests_total{"))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                };
+                let (fast_counts, slow_counts) = (counts(&fast), counts(&slow));
+                for (method, status) in
+                    [("GET", "200"), ("PUT", "204"), ("PUT", "412"), ("PUT", "413"), ("DELETE", "204")]
+                {
+                    let wanted = format!("method=\"{method}\"");
+                    assert!(
+                        fast_counts.iter().any(|l| l.contains(KEY_ROUTE)
+                            && l.contains(&wanted)
+                            && l.contains(&format!("status=\"{status}\""))),
+                        "no {method} {status} in {fast_counts:?}"
+                    );
+                }
+                assert_eq!(fast_counts, slow_counts);
+                assert!(compared > 1000, "{compared}");
             }
-            let counts = |state: &AppState| {
-                let stats = state.store.stats();
-                let text = state.metrics.render(&stats, std::time::Duration::ZERO).unwrap();
-                text.lines()
-                    .filter(|l| l.starts_with("jessy_http_requests_total{"))
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            };
-            let (fast_counts, slow_counts) = (counts(&fast), counts(&slow));
-            assert!(
-                fast_counts.iter().any(|l| l.contains(KEY_ROUTE) && l.contains("status=\"200\"")),
-                "{fast_counts:?}"
-            );
-            assert_eq!(fast_counts, slow_counts);
         }
     }
 }

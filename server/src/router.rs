@@ -34,8 +34,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
 /// The service [`router_with`] wraps: what `run` serves directly.
 pub(crate) fn app(state: AppState, extra: Router<AppState>) -> App {
     let config = state.config.clone();
-    // Extra routes could shadow a key route, which the fast path for `GET` of a key assumes not.
-    let fast_get = !extra.has_routes();
+    // Extra routes could shadow a key route, which the fast path for keys assumes not.
+    let fast_keys = !extra.has_routes();
     let token: Option<Arc<str>> = config.api_token.as_deref().map(Arc::from);
     let timeout = Some(config.request_timeout);
     let v1_layer = RouteLayer { token: token.clone(), timeout };
@@ -64,7 +64,7 @@ pub(crate) fn app(state: AppState, extra: Router<AppState>) -> App {
         .layer(open_layer);
 
     let routes = Router::new().merge(open).merge(v1).merge(snapshot).fallback(not_found).with_state(state.clone());
-    App::new(state, routes, fast_get)
+    App::new(state, routes, fast_keys)
 }
 
 async fn not_found() -> ApiError {

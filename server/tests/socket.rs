@@ -48,13 +48,23 @@ async fn slow() -> &'static str {
     "slow done"
 }
 
+/// jessy-core as `jessy serve` runs it (its own routes only, so requests to keys take the
+/// fast path past the router).
 async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
+    start_with(Router::new(), tweak).await
+}
+
+/// jessy-core with an extra route, `GET /slow`, that takes 400 ms to answer.
+async fn start_slow(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
+    start_with(Router::new().route("/slow", get(slow)), tweak).await
+}
+
+async fn start_with(extra: Router<AppState>, tweak: impl FnOnce(&mut ServerConfig)) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = common::storage_config(dir.path());
     let store = Store::open_with(dir.path(), storage.clone()).expect("open");
     let mut config = ServerConfig { storage, ..ServerConfig::default() };
     tweak(&mut config);
-    let extra = Router::new().route("/slow", get(slow));
     let app = jessy_server::router_with(AppState::new(store, config.clone()), extra);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -121,7 +131,7 @@ async fn slow_headers_are_cut_off() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests() {
-    let s = start(|_| {}).await;
+    let s = start_slow(|_| {}).await;
     let url = s.url("/slow");
     let in_flight = tokio::spawn(async move { client().get(url).send().await?.text().await });
     tokio::time::sleep(Duration::from_millis(100)).await; // the request is being handled
@@ -150,7 +160,7 @@ async fn shutdown_does_not_wait_forever() {
 
 #[tokio::test]
 async fn the_concurrency_cap_queues_requests() {
-    let s = start(|c| c.max_concurrency = 1).await;
+    let s = start_slow(|c| c.max_concurrency = 1).await;
     let started = Instant::now();
     let (a, b) = tokio::join!(client().get(s.url("/slow")).send(), client().get(s.url("/slow")).send());
     assert_eq!((a.unwrap().status().as_u16(), b.unwrap().status().as_u16()), (200, 200));
@@ -160,11 +170,32 @@ async fn the_concurrency_cap_queues_requests() {
 
 #[tokio::test]
 async fn request_timeout_answers_408() {
-    let s = start(|c| c.request_timeout = Duration::from_millis(100)).await;
+    let s = start_slow(|c| c.request_timeout = Duration::from_millis(100)).await;
     let r = client().get(s.url("/slow")).send().await.unwrap();
     assert_eq!(r.status(), 408);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let p: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(p["code"], "request_timeout");
+    s.stop().await;
+}
+
+/// A `PUT` of a key (the fast path, past the router) whose body stops coming is answered 408
+/// too, and stores nothing.
+#[tokio::test]
+async fn a_stalled_put_body_answers_408() {
+    let s = start(|c| c.request_timeout = Duration::from_millis(200)).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let head = "PUT /v1/dimensions/default/keys/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await.expect("answered").unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    let r = client().get(s.url("/v1/dimensions/default/keys/stalled")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
     s.stop().await;
 }

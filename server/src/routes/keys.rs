@@ -117,7 +117,7 @@ pub(crate) async fn get(
 }
 
 /// The whole of `GET`, which never waits: also called directly, without the router, by the
-/// request context's fast path for `GET` of a key ([`crate::router`]).
+/// fast path for keys (`request_id.rs`), as `put` and `delete` are.
 pub(crate) fn get_now(state: &AppState, raw_path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     let value = read(state, raw_path)?;
     if not_modified(headers, value.version()) {
