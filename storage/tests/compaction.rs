@@ -197,6 +197,95 @@ fn readers_and_writers_keep_going_during_compaction() {
     }
 }
 
+/// After its commit a compaction repoints the index a chunk of keys at a time, letting
+/// writers and readers in between: a write or delete that lands meanwhile must win over
+/// the copy, and a key the compaction moves must stay readable all along.
+#[test]
+fn writes_during_a_large_compactions_repointing_win() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const KEYS: u64 = 20_000;
+    let key = |i: u64| format!("key{i:06}").into_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .initial_size(1 << 20)
+        .max_size(1 << 20)
+        .durability(Durability::None)
+        .background_compaction(false)
+        .compaction_threshold(0.3);
+    let store = open(dir.path(), cfg.clone());
+    let d = store.dimension("default").unwrap();
+    // Every key once, then the even ones again: the first layers are half dead, and their
+    // odd keys (10,000) are what the compaction copies and repoints.
+    for i in 0..KEYS {
+        d.put(key(i), tagged(&key(i), 0, 100)).unwrap();
+    }
+    for i in (0..KEYS).step_by(2) {
+        d.put(key(i), tagged(&key(i), 1, 100)).unwrap();
+    }
+    d.sync().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // The writer overwrites and deletes odd keys `i % 4 == 1` while the compaction runs;
+    // keys `i % 4 == 3` it leaves alone.
+    let writer = {
+        let (d, done) = (d.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut model: BTreeMap<Vec<u8>, Option<u64>> = BTreeMap::new();
+            let mut rng = Rng::new(7);
+            let mut tag = 2;
+            while !done.load(Ordering::Acquire) || tag < 20_000 {
+                let i = rng.below(KEYS / 4) * 4 + 1;
+                if rng.below(5) == 0 {
+                    d.delete(key(i)).unwrap();
+                    model.insert(key(i), None);
+                } else {
+                    d.put(key(i), tagged(&key(i), tag, 100)).unwrap();
+                    model.insert(key(i), Some(tag));
+                }
+                tag += 1;
+            }
+            model
+        })
+    };
+    let reader = {
+        let (d, done) = (d.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut rng = Rng::new(11);
+            while !done.load(Ordering::Acquire) {
+                let i = rng.below(KEYS / 4) * 4 + 3;
+                let v = d.get(key(i)).unwrap().unwrap_or_else(|| panic!("key{i:06} went missing"));
+                assert_eq!(check_tagged(&key(i), &v), Ok(0));
+                let j = rng.below(KEYS / 4) * 4 + 1;
+                if let Some(v) = d.get(key(j)).unwrap() {
+                    check_tagged(&key(j), &v).unwrap();
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let report = d.compact().unwrap();
+    done.store(true, Ordering::Release);
+    let written = writer.join().unwrap();
+    assert!(reader.join().unwrap() > 0);
+    assert!(report.layers_compacted > 0 && report.bytes_reclaimed > 0, "{report:?}");
+    let want = |i: u64| match i % 4 {
+        0 | 2 => Some(1),
+        3 => Some(0),
+        _ => written.get(&key(i)).copied().unwrap_or(Some(0)),
+    };
+    let check_all = |d: &Dimension| {
+        for i in 0..KEYS {
+            let got = d.get(key(i)).unwrap().map(|v| check_tagged(&key(i), &v).unwrap());
+            assert_eq!(got, want(i), "key{i:06}");
+        }
+    };
+    check_all(&d);
+    drop((d, store));
+    let store = open(dir.path(), cfg);
+    check_all(&store.dimension("default").unwrap());
+}
+
 #[test]
 fn background_compaction_runs_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
