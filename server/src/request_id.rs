@@ -187,8 +187,9 @@ async fn handle(app: &AppInner, mut req: Request) -> Response {
     response
 }
 
-/// The answer to a request (the router's, or a key handler's on the fast path), with `ctx` current while the router and the handler run
-/// (so that their log lines carry it), and a handler panic answered as a 500 problem.
+/// The answer to a request (the router's, or a key handler's on the fast path), with `ctx`
+/// current while the router and the handler run (so that their log lines carry it), and a
+/// handler panic answered as a 500 problem.
 struct Handled<'a> {
     ctx: &'a RequestCtx,
     app: &'a AppInner,
