@@ -36,23 +36,45 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-function init(args)
-  math.randomseed(os.time() * 1000 + (id or 0) * 7919)
-end
-
 local function key()
   return string.format("k%06d", math.random(0, keys - 1))
 end
 
-function request()
+-- k0123 matches exactly the 100 keys k012300 .. k012399.
+local function scan_prefix()
+  return string.format("k%04d", math.random(0, keys / 100 - 1))
+end
+
+-- Jessy's requests are a template formatted once, with each request's key spliced in: calling
+-- wrk.format for every request cost the load generator about 2.5 µs of CPU per PUT on a 2-core
+-- machine (the splice: 0.5), time taken from the server it shares the cores with. (etcd's
+-- requests are still formatted each time; at its rate the difference is lost in the noise.)
+local MARK = "@KEY@"
+local head, tail, draw
+
+local function template(method, path, headers, body)
+  local req = wrk.format(method, path, headers, body)
+  local i, j = req:find(MARK, 1, true)
+  return req:sub(1, i - 1), req:sub(j + 1)
+end
+
+function init(args)
+  math.randomseed(os.time() * 1000 + (id or 0) * 7919)
   if mode == "get" then
-    return wrk.format("GET", prefix .. "/dimensions/default/keys/" .. key())
+    head, tail = template("GET", prefix .. "/dimensions/default/keys/" .. MARK)
+    draw = key
   elseif mode == "put" then
-    return wrk.format("PUT", prefix .. "/dimensions/default/keys/" .. key(), octets, value)
+    head, tail = template("PUT", prefix .. "/dimensions/default/keys/" .. MARK, octets, value)
+    draw = key
   elseif mode == "scan" then
-    -- k0123 matches exactly the 100 keys k012300 .. k012399.
-    local p = string.format("k%04d", math.random(0, keys / 100 - 1))
-    return wrk.format("GET", prefix .. "/dimensions/default/scan?prefix=" .. p .. "&limit=100")
+    head, tail = template("GET", prefix .. "/dimensions/default/scan?prefix=" .. MARK .. "&limit=100")
+    draw = scan_prefix
+  end
+end
+
+function request()
+  if head then
+    return head .. draw() .. tail
   elseif mode == "etcd-get" then
     return wrk.format("POST", "/v3/kv/range", json, '{"key":"' .. b64(key()) .. '"}')
   elseif mode == "etcd-put" then
