@@ -173,7 +173,7 @@ func (t *coreTransport) roundTrip(cc *coreConn, req *http.Request, hasBody bool)
 
 	var w *bodyWriter
 	if hasBody {
-		w = startBodyWriter(cc, req, t.responseTimeout)
+		w = startBodyWriter(ctx, cc, req, t.responseTimeout)
 	} else {
 		err := req.Write(cc.bw)
 		if err == nil {
@@ -182,7 +182,7 @@ func (t *coreTransport) roundTrip(cc *coreConn, req *http.Request, hasBody bool)
 		if err != nil {
 			return fail(&staleConnError{err})
 		}
-		if err := cc.armResponseTimeout(t.responseTimeout); err != nil {
+		if err := cc.armResponseTimeout(ctx, t.responseTimeout); err != nil {
 			return fail(err)
 		}
 	}
@@ -213,7 +213,7 @@ func (t *coreTransport) roundTrip(cc *coreConn, req *http.Request, hasBody bool)
 		cc.readDeadline = time.Time{}
 		// The connection now belongs to the protocol switched to: ReverseProxy copies both ways
 		// through a body that can be written to, and closing the body closes the connection.
-		_ = cc.conn.SetDeadline(time.Time{})
+		_ = cc.setDeadline(ctx, time.Time{})
 		resp.Body = &upgradedConn{Reader: cc.br, conn: cc.conn, stop: stop}
 		return resp, nil
 	}
@@ -229,7 +229,7 @@ func (t *coreTransport) roundTrip(cc *coreConn, req *http.Request, hasBody bool)
 	// request sets its own), and a system call is saved.
 	if w != nil || resp.ContentLength < 0 || int64(cc.br.Buffered()) < resp.ContentLength {
 		cc.readDeadline = time.Time{}
-		if err := cc.conn.SetReadDeadline(time.Time{}); err != nil {
+		if err := cc.setReadDeadline(ctx, time.Time{}); err != nil {
 			_ = resp.Body.Close()
 			return fail(err)
 		}
@@ -243,13 +243,36 @@ func (t *coreTransport) roundTrip(cc *coreConn, req *http.Request, hasBody bool)
 // that a previous response on the connection left in place is kept while it is at least
 // timeout away. A new one is set timeout plus an eighth from now: the response gets at least
 // timeout, and at most an eighth more.
-func (cc *coreConn) armResponseTimeout(timeout time.Duration) error {
+func (cc *coreConn) armResponseTimeout(ctx context.Context, timeout time.Duration) error {
 	now := time.Now()
 	if !cc.readDeadline.IsZero() && cc.readDeadline.Sub(now) >= timeout {
 		return nil
 	}
 	cc.readDeadline = now.Add(timeout + timeout/8)
-	return cc.conn.SetReadDeadline(cc.readDeadline)
+	return cc.setReadDeadline(ctx, cc.readDeadline)
+}
+
+// setReadDeadline and setDeadline change the connection's deadlines during a round trip
+// for ctx. When ctx ends, its AfterFunc (roundTrip) sets aLongTimeAgo to unblock the
+// connection; a deadline set just after that would undo it, and the round trip would wait
+// for jessy-core's answer, or the response timeout, for a client that is gone (seen: a
+// canceled request held for the whole 5.6 s timeout). ctx.Err is set before AfterFunc
+// functions run, so checking it after setting the deadline leaves aLongTimeAgo in place
+// whatever the order.
+func (cc *coreConn) setReadDeadline(ctx context.Context, t time.Time) error {
+	err := cc.conn.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		_ = cc.conn.SetDeadline(aLongTimeAgo)
+	}
+	return err
+}
+
+func (cc *coreConn) setDeadline(ctx context.Context, t time.Time) error {
+	err := cc.conn.SetDeadline(t)
+	if ctx.Err() != nil {
+		_ = cc.conn.SetDeadline(aLongTimeAgo)
+	}
+	return err
 }
 
 // readResponse reads the response to req, skipping interim 1xx responses after passing them
@@ -368,12 +391,12 @@ type bodyWriter struct {
 	headersDone bool
 }
 
-func startBodyWriter(cc *coreConn, req *http.Request, responseTimeout time.Duration) *bodyWriter {
+func startBodyWriter(ctx context.Context, cc *coreConn, req *http.Request, responseTimeout time.Duration) *bodyWriter {
 	w := &bodyWriter{done: make(chan struct{})}
 	// A pooled connection may carry the deadline of its previous response, and the response
 	// may take as long as the body takes to send: until the body is written, no deadline.
 	cc.readDeadline = time.Time{}
-	_ = cc.conn.SetReadDeadline(time.Time{})
+	_ = cc.setReadDeadline(ctx, time.Time{})
 	go func() {
 		err := req.Write(cc.bw)
 		if err == nil {
@@ -390,7 +413,7 @@ func startBodyWriter(cc *coreConn, req *http.Request, responseTimeout time.Durat
 		// The response timeout runs from the end of the request, as in http.Transport.
 		w.mu.Lock()
 		if !w.headersDone {
-			_ = cc.conn.SetReadDeadline(time.Now().Add(responseTimeout))
+			_ = cc.setReadDeadline(ctx, time.Now().Add(responseTimeout))
 		}
 		w.mu.Unlock()
 	}()

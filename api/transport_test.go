@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -300,6 +301,50 @@ func TestCoreTransport(t *testing.T) {
 			tt.run(t, newTestTransport(t, core.url), core.url)
 			if got := core.conns.Load(); got != tt.wantConns {
 				t.Errorf("core accepted %d connections, want %d", got, tt.wantConns)
+			}
+		})
+	}
+}
+
+// TestDeadlineAfterCancel: once the request's context has ended and its AfterFunc has set
+// aLongTimeAgo, a deadline the round trip sets afterwards must not undo it. It did, in a race
+// that TestClientGoneFirst lost about one run in forty: the gateway then held a canceled
+// request for the whole response timeout.
+func TestDeadlineAfterCancel(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(ctx context.Context, cc *coreConn) error
+	}{
+		{"response timeout", func(ctx context.Context, cc *coreConn) error { return cc.armResponseTimeout(ctx, time.Hour) }},
+		{"read deadline cleared", func(ctx context.Context, cc *coreConn) error { return cc.setReadDeadline(ctx, time.Time{}) }},
+		{"deadline cleared", func(ctx context.Context, cc *coreConn) error { return cc.setDeadline(ctx, time.Time{}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			defer client.Close()
+			cc := &coreConn{conn: client, br: bufio.NewReader(client), bw: bufio.NewWriter(client)}
+			ctx, cancel := context.WithCancel(context.Background())
+			fired := make(chan struct{})
+			context.AfterFunc(ctx, func() { _ = cc.conn.SetDeadline(aLongTimeAgo); close(fired) })
+			cancel()
+			<-fired
+			if err := tt.set(ctx, cc); err != nil {
+				t.Fatal(err)
+			}
+			read := make(chan error, 1)
+			go func() {
+				_, err := client.Read(make([]byte, 1))
+				read <- err
+			}()
+			select {
+			case err := <-read:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("read: %v, want a deadline error", err)
+				}
+			case <-time.After(30 * time.Second): // a hang guard: the read should return at once
+				t.Fatal("the read blocked: the deadline set after the cancel undid aLongTimeAgo")
 			}
 		})
 	}
