@@ -209,7 +209,7 @@ impl Handled<'_> {
     /// Who answers `req`: for a `GET`, `PUT` or `DELETE` of a key, the key's handler without
     /// the router, with what its route would apply (the route, the token, the request
     /// timeout); for anything else, the router.
-    fn route(&self, req: Request) -> Routed {
+    fn route(&self, mut req: Request) -> Routed {
         let route = match *req.method() {
             Method::GET | Method::PUT | Method::DELETE if self.app.fast_keys => key_route(req.uri().path()),
             _ => None,
@@ -233,8 +233,9 @@ impl Handled<'_> {
                 Ok(with_content_length(keys::put(State(state), OriginalUri(uri), headers, body).await.into_response()))
             })
         } else {
+            // A `DELETE` has no body to wait for.
+            let (uri, headers) = (req.uri().clone(), std::mem::take(req.headers_mut()));
             Box::pin(async move {
-                let (uri, headers, _) = take_parts(req).await;
                 Ok(with_content_length(keys::delete(State(state), OriginalUri(uri), headers).await.into_response()))
             })
         };
@@ -243,13 +244,12 @@ impl Handled<'_> {
     }
 }
 
-/// What the key handlers extract from a request: its URI, its headers, its body read whole
+/// What `keys::put` extracts from a request: its URI, its headers, its body read whole
 /// (within the body limit, as axum's `Bytes` extractor reads it, which this calls).
 async fn take_parts(mut req: Request) -> (Uri, HeaderMap, Result<Bytes, BytesRejection>) {
     let uri = req.uri().clone();
     let headers = std::mem::take(req.headers_mut());
-    let body = if req.method() == Method::PUT { Bytes::from_request(req, &()).await } else { Ok(Bytes::new()) };
-    (uri, headers, body)
+    (uri, headers, Bytes::from_request(req, &()).await)
 }
 
 /// As axum's route future does: a body of known size gets its `Content-Length`.
