@@ -268,6 +268,20 @@ async fn conditional_writes_on(app: App) {
     app.get(uri).await.problem(404, "key_not_found");
     // If-Match on an absent key fails.
     app.send(put_with("if-match", "*".into(), "x")).await.problem(412, "condition_failed");
+
+    // A condition is evaluated only for a write that could otherwise succeed: a bad or
+    // unknown dimension, or a value too large, is answered as it would be without one.
+    let conditional = |method: Method, uri: &str, body: Vec<u8>| {
+        Request::builder().method(method).uri(uri).header("if-match", "not-an-etag").body(Body::from(body)).unwrap()
+    };
+    for method in [Method::PUT, Method::DELETE] {
+        for (dim, status, code) in [("%C3%97", 400, "invalid_dimension_name"), ("nope", 404, "dimension_not_found")] {
+            let uri = format!("/v1/dimensions/{dim}/keys/cas");
+            app.send(conditional(method.clone(), &uri, b"x".to_vec())).await.problem(status, code);
+        }
+    }
+    let huge = vec![0u8; app.config.body_limit() + 1];
+    app.send(conditional(Method::PUT, uri, huge)).await.problem(413, "value_too_large");
 }
 
 #[tokio::test]

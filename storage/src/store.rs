@@ -301,14 +301,23 @@ impl Store {
         report
     }
 
-    /// The existing dimension with this name or directory name (`D07`).
+    /// The existing dimension with this name or directory name (`D07`):
+    /// [`Error::DimensionNotFound`] if there is none, [`Error::InvalidDimensionName`] if
+    /// there can be none (the name breaks [`validate_dimension_name`]).
     pub fn get_dimension(&self, name_or_dir: &str) -> Result<Dimension> {
         let dims = self.inner.dims.read();
-        let found = match parse_dir_name(name_or_dir) {
+        let dir = parse_dir_name(name_or_dir);
+        let found = match dir {
             Some(id) => dims.get(&id),
             None => dims.values().find(|d| d.inner.name == name_or_dir),
         };
-        found.cloned().ok_or_else(|| Error::DimensionNotFound(name_or_dir.to_string()))
+        if let Some(dim) = found {
+            return Ok(dim.clone());
+        }
+        if dir.is_none() {
+            validate_dimension_name(name_or_dir)?;
+        }
+        Err(Error::DimensionNotFound(name_or_dir.to_string()))
     }
 
     /// Every dimension, by id.

@@ -401,6 +401,10 @@ fn dimensions_are_created_listed_and_dropped() {
     assert!(!dir.path().join("consciousness/D02").exists());
     assert_eq!(store.get_dimension("D05").unwrap_err().code(), "dimension_not_found");
     assert_eq!(store.dimension("D05").unwrap_err().code(), "dimension_not_found");
+    // A name no dimension can have says so, rather than that it does not exist yet.
+    for bad in ["", ".a", "a/b", "é", "D5"] {
+        assert_eq!(store.get_dimension(bad).unwrap_err().code(), "invalid_dimension_name", "{bad:?}");
+    }
     drop((a, b, store));
     let store = open(dir.path(), Config::default());
     assert_eq!(&store.get_dimension("b").unwrap().get(b"k").unwrap().unwrap()[..], b"in b");

@@ -19,14 +19,16 @@ use crate::{blocking, ApiError, AppState, Problem};
 pub enum BatchOp {
     /// Store `value` under `key`.
     Put {
-        /// The key, in the batch's encoding.
+        /// The key, in the batch's encoding: 1 to 4096 bytes once decoded.
+        #[schema(min_length = 1)]
         key: String,
         /// The value, in the batch's encoding.
         value: String,
     },
     /// Remove `key` (removing an absent key is not an error).
     Delete {
-        /// The key, in the batch's encoding.
+        /// The key, in the batch's encoding: 1 to 4096 bytes once decoded.
+        #[schema(min_length = 1)]
         key: String,
     },
 }
@@ -54,7 +56,7 @@ pub struct BatchResult {
     post,
     path = "/v1/dimensions/{dim}/batch",
     tag = "keys",
-    params(("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)")),
+    params(super::DimPath),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Every op was applied", body = BatchResult),

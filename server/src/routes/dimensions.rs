@@ -78,12 +78,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Dimension
     Ok(Json(DimensionList { dimensions }))
 }
 
-/// Creates a dimension by name: 201 when created, 200 when it was already there.
+/// Creates a dimension by name: 201 when created, 200 when it was already there. A new name
+/// must not be `D` and digits: those name dirs (`D07`).
 #[utoipa::path(
     put,
     path = "/v1/dimensions/{dim}",
     tag = "dimensions",
-    params(("dim" = String, Path, example = "users", description = "The name: 1 to 64 of A-Za-z0-9_.-, not starting with `.`, not `D` + digits (an existing dimension may also be named by its dir)")),
+    params(super::DimPath),
     responses(
         (status = 201, description = "Created", body = DimensionInfo, headers(("Location" = String, description = "The dimension's URL"))),
         (status = 200, description = "Already there", body = DimensionInfo),
@@ -122,7 +123,7 @@ pub(crate) async fn create(State(state): State<AppState>, OriginalUri(uri): Orig
     delete,
     path = "/v1/dimensions/{dim}",
     tag = "dimensions",
-    params(("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)")),
+    params(super::DimPath),
     responses(
         (status = 204, description = "Dropped"),
         (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
@@ -145,7 +146,7 @@ pub(crate) async fn drop(State(state): State<AppState>, OriginalUri(uri): Origin
     post,
     path = "/v1/dimensions/{dim}/compact",
     tag = "dimensions",
-    params(("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)")),
+    params(super::DimPath),
     responses(
         (status = 200, description = "Compacted", body = CompactResult),
         (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),

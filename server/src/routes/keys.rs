@@ -94,7 +94,7 @@ fn value_head(value: &jessy_storage::Value) -> [(header::HeaderName, HeaderValue
     path = "/v1/dimensions/{dim}/keys/{key}",
     tag = "keys",
     params(
-        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key: the rest of the path, percent-decoded to bytes (`a/b/c` is one key, `%00%FF` two bytes); 1 to 4096 bytes"),
         ("If-None-Match" = Option<String>, Header, description = "An ETag the client has; answered 304 if it is still current"),
     ),
@@ -134,7 +134,7 @@ pub(crate) fn get_now(state: &AppState, raw_path: &str, headers: &HeaderMap) -> 
     path = "/v1/dimensions/{dim}/keys/{key}",
     tag = "keys",
     params(
-        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded"),
     ),
     responses(
@@ -166,12 +166,12 @@ pub(crate) async fn head(
     path = "/v1/dimensions/{dim}/keys/{key}",
     tag = "keys",
     params(
-        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
         ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`), or `*`: only if the key has a value"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value"),
     ),
-    request_body(content = RawValue, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE)"),
+    request_body(content = Option<RawValue>, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE); no body stores the empty value"),
     responses(
         (status = 204, description = "Stored", headers(("ETag" = String, description = "The new version, quoted"))),
         (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name, bad If-None-Match", body = Problem, content_type = "application/problem+json"),
@@ -193,9 +193,11 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     let KeyPath { dim, key } = parse_key_path(uri.path())?;
     check_key(&key)?;
-    let condition = write_condition(&headers)?;
-    let value = body.map_err(|rejection| body_error(rejection, &state))?;
+    // What the request would get without its conditions comes first: a condition is only
+    // evaluated for a request that could otherwise succeed (RFC 9110 13.2.1).
     let dim = state.store.get_dimension(&dim)?;
+    let value = body.map_err(|rejection| body_error(rejection, &state))?;
+    let condition = write_condition(&headers)?;
     let version = if state.immediate() {
         // The committer appends and syncs it with the other writes waiting (blocking.rs).
         blocking::answered(|reply| dim.enqueue_put(&key, value, condition, reply)).await?
@@ -217,7 +219,7 @@ pub(crate) async fn put(
     path = "/v1/dimensions/{dim}/keys/{key}",
     tag = "keys",
     params(
-        ("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"),
+        super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
         ("If-Match" = Option<String>, Header, description = "Delete only if the current version is this ETag, or `*`: only if the key has a value"),
     ),
@@ -240,8 +242,8 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let KeyPath { dim, key } = parse_key_path(uri.path())?;
     check_key(&key)?;
+    let dim = state.store.get_dimension(&dim)?; // before the condition, as in `put`
     let condition = write_condition(&headers)?;
-    let dim = state.store.get_dimension(&dim)?;
     if state.immediate() {
         blocking::answered(|reply| dim.enqueue_delete(&key, condition, reply)).await?;
     } else {

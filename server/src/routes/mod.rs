@@ -10,9 +10,22 @@ pub(crate) mod snapshot;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ApiError;
+
+/// The `{dim}` of every path that names a dimension, as the OpenAPI document describes it
+/// (the handlers parse the raw path themselves: `keys::parse_dimension_path`). The pattern
+/// admits names and dirs (`D07`); what it cannot say, that a new name must not be `D` and
+/// digits, the 400 `invalid_dimension_name` does.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct DimPath {
+    /// The dimension's name or dir (`D07`): 1 to 64 of A-Za-z0-9_.-, not starting with `.`
+    #[param(example = "default", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")]
+    dim: String,
+}
 
 /// How keys and values are written inside JSON (scans and batches).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -62,4 +75,45 @@ impl Encoding {
 /// Refuses empty and over-long keys up front, with the engine's own errors and wording.
 pub(crate) fn check_key(key: &[u8]) -> Result<(), ApiError> {
     Ok(jessy_storage::validate_key(key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use utoipa::openapi::{schema::Schema, RefOr};
+
+    use super::*;
+
+    /// The pattern the document gives `{dim}`, as a regular expression.
+    fn documented_pattern() -> regex::Regex {
+        let params = DimPath::into_params(|| None);
+        let pattern = match params.first().and_then(|p| p.schema.as_ref()) {
+            Some(RefOr::T(Schema::Object(object))) => object.pattern.clone(),
+            _ => None,
+        };
+        regex::Regex::new(&pattern.expect("DimPath documents a pattern")).unwrap()
+    }
+
+    proptest! {
+        /// A client that checks `{dim}` against the document refuses nothing the server
+        /// accepts, and lets through only the `D` + digits names, which name dirs.
+        #[test]
+        fn the_documented_dimension_pattern_is_the_engines_rule(name in "[A-Za-z0-9_.D/ é%-]{0,70}") {
+            let re = documented_pattern();
+            let dir = name.len() > 1 && name.starts_with('D') && name[1..].bytes().all(|b| b.is_ascii_digit());
+            let accepted = jessy_storage::validate_dimension_name(&name).is_ok();
+            prop_assert_eq!(re.is_match(&name), accepted || dir, "{:?}", name);
+        }
+    }
+
+    #[test]
+    fn the_documented_dimension_pattern_on_edges() {
+        let re = documented_pattern();
+        for name in ["default", "a", "D07", "D", "a.b", "_x", "-", &"x".repeat(64)] {
+            assert!(re.is_match(name), "{name:?}");
+        }
+        for name in ["", ".hidden", "a/b", "é", &"x".repeat(65), "a b"] {
+            assert!(!re.is_match(name), "{name:?}");
+        }
+    }
 }

@@ -234,7 +234,7 @@ fn key_range(p: &Params) -> Option<KeyRange> {
     get,
     path = "/v1/dimensions/{dim}/scan",
     tag = "keys",
-    params(("dim" = String, Path, example = "default", description = "The dimension's name or dir (`D07`)"), ScanQuery),
+    params(super::DimPath, ScanQuery),
     responses(
         (status = 200, description = "A page of items", body = ScanPage),
         (status = 400, description = "Bad parameter (`malformed`) or cursor (`invalid_cursor`)", body = Problem, content_type = "application/problem+json"),
