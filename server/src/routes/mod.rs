@@ -15,9 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::ApiError;
 
 /// The `{dim}` of every path that names a dimension, as the OpenAPI document describes it
-/// (the handlers parse the raw path themselves: `keys::parse_dimension_path`). The pattern
-/// admits names and dirs (`D07`); what it cannot say, that a new name must not be `D` and
-/// digits, the 400 `invalid_dimension_name` does.
+/// (the handlers parse the raw path themselves: `crate::keys::parse_dimension_path`). The
+/// pattern admits names and dirs (`D07`); what it cannot say, that a new name must not be
+/// `D` and digits, the 400 `invalid_dimension_name` does.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
