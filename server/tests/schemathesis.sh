@@ -32,8 +32,8 @@ fi
 
 WORK="$(mktemp -d)"
 LOG="$WORK/jessy.log"
-# Small regions keep generated bodies cheap; durability none keeps the run fast.
 TOKEN="schemathesis-$$"
+# Small regions keep generated bodies cheap; durability none keeps the run fast.
 MMAP_INITIAL_SIZE=65536 MMAP_MAX_SIZE=1048576 JESSY_DURABILITY=none RUST_LOG=warn,jessy_server::server=info \
   JESSY_API_TOKEN="$TOKEN" "$JESSY" serve --addr 127.0.0.1:0 --data "$WORK/data" >"$LOG" 2>&1 &
 PID=$!
