@@ -260,15 +260,16 @@ func (cc *coreConn) armResponseTimeout(ctx context.Context, timeout time.Duratio
 // functions run, so checking it after setting the deadline leaves aLongTimeAgo in place
 // whatever the order.
 func (cc *coreConn) setReadDeadline(ctx context.Context, t time.Time) error {
-	err := cc.conn.SetReadDeadline(t)
-	if ctx.Err() != nil {
-		_ = cc.conn.SetDeadline(aLongTimeAgo)
-	}
-	return err
+	return cc.keepCanceled(ctx, cc.conn.SetReadDeadline(t))
 }
 
 func (cc *coreConn) setDeadline(ctx context.Context, t time.Time) error {
-	err := cc.conn.SetDeadline(t)
+	return cc.keepCanceled(ctx, cc.conn.SetDeadline(t))
+}
+
+// keepCanceled puts aLongTimeAgo back if ctx has ended, after a deadline was just set; it
+// passes on that setter's error.
+func (cc *coreConn) keepCanceled(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		_ = cc.conn.SetDeadline(aLongTimeAgo)
 	}
