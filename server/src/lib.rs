@@ -43,6 +43,7 @@ mod routes;
 mod server;
 mod shutdown;
 mod state;
+mod timestamp;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, Problem};

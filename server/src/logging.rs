@@ -118,10 +118,6 @@ pub(crate) fn write_access_line(ctx: &RequestCtx, status: u16, latency_ms: f64) 
         if !enabled {
             return;
         }
-        let mut timestamp = String::with_capacity(32);
-        if SystemTime.format_time(&mut Writer::new(&mut timestamp)).is_err() {
-            timestamp.clear();
-        }
         LINE.with(|line| {
             let mut own = Vec::new();
             let mut borrowed = line.try_borrow_mut();
@@ -131,7 +127,13 @@ pub(crate) fn write_access_line(ctx: &RequestCtx, status: u16, latency_ms: f64) 
             };
             line.clear();
             line.extend_from_slice(b"{\"timestamp\":");
-            crate::json::push_str(line, &timestamp);
+            if !crate::timestamp::push_json(line, std::time::SystemTime::now()) {
+                let mut timestamp = String::with_capacity(32);
+                if SystemTime.format_time(&mut Writer::new(&mut timestamp)).is_err() {
+                    timestamp.clear();
+                }
+                crate::json::push_str(line, &timestamp);
+            }
             line.extend_from_slice(if failed {
                 &b",\"level\":\"ERROR\",\"fields\":{\"message\":\"request failed\",\"status\":"[..]
             } else {
