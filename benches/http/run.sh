@@ -20,6 +20,9 @@
 #   NICE=-10       as root, run the services and load generators at this nice level, so that
 #                  other work on the machine (builds) disturbs the numbers less; NICE=0: don't
 #   JESSY_BIN, JESSY_API_BIN   other binaries to measure (e.g. an older build), with SKIP_BUILD=1
+#   SETTLE=1       `sync` before each measurement, so that one workload's writes (jessy-core's
+#                  access log above all) are flushed before the next starts, not by its first
+#                  fdatasync; SETTLE=0: don't (docs/BENCHMARKS.md, eighteenth session, says why)
 #
 # Needs: cargo, go, python3, curl, wrk, redis-server + redis-benchmark (skipped if absent),
 # etcd (skipped if absent). On Debian: apt-get install -y wrk redis-server etcd-server
@@ -36,6 +39,7 @@ KEYS=${KEYS:-100000}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ONLY=${ONLY:-}
 JESSY_LOG=${JESSY_LOG:-info}
+SETTLE=${SETTLE:-1}
 
 JESSY=${JESSY_BIN:-$ROOT/target/release/jessy}
 JESSY_API=${JESSY_API_BIN:-$ROOT/api/bin/jessy-api}
@@ -139,11 +143,15 @@ sync
 RESULTS=$TMP/results.tsv
 printf 'name\trun\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tload1\n' >"$RESULTS"
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# Forty seconds of reads leave 100 MB and more of access log in the disk's write cache; without
+# this the first durable write of the next workload waited for all of it (a 300 ms stall).
+settle() { if [ "$SETTLE" = 1 ]; then sync; fi; }
 
 # wrk_run NAME RUN URL MODE PREFIX [DURATION [CONNECTIONS]]
 wrk_run() {
   local name=$1 run=$2 url=$3 mode=$4 prefix=$5 duration=${6:-$DURATION} conns=${7:-$CONNS} load out line threads
   threads=$((THREADS < conns ? THREADS : conns))
+  settle
   load=$(load1)
   out=$(MODE=$mode PREFIX=$prefix KEYS=$KEYS wrk -t"$threads" -c"$conns" -d"$duration" --timeout 10s \
     -s "$HERE/bench.lua" "$url") || die "wrk failed for $name: $out"
@@ -169,6 +177,7 @@ redis_run() {
     REDIS_N[$name]=$(python3 -c 'import sys; print(max(20000, int(float(sys.argv[1].split(",")[1].strip(chr(34))) * int(sys.argv[2]))))' "$csv" "$secs")
   fi
   n=${REDIS_N[$name]}
+  settle
   load=$(load1)
   csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNS" -n "$n" -r "$KEYS" -d 150 -t "$test" --csv | tail -1)
   # "SET","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
@@ -223,5 +232,5 @@ mkdir -p "$HERE/results"
 python3 "$HERE/summarize.py" "$RESULTS" \
   --started "$STARTED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
   --conns "$CONNS" --threads "$THREADS" --duration "$DURATION" --runs "$RUNS" --keys "$KEYS" \
-  --redis "$HAVE_REDIS" --etcd "$HAVE_ETCD" --jessy-log "$JESSY_LOG" --nice "$NICED" | tee "$HERE/results/last.md"
+  --redis "$HAVE_REDIS" --etcd "$HAVE_ETCD" --jessy-log "$JESSY_LOG" --nice "$NICED" --settle "$SETTLE" | tee "$HERE/results/last.md"
 cp "$RESULTS" "$HERE/results/last.tsv"

@@ -58,7 +58,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tsv")
     for opt in ["started", "load-before", "load-after", "conns", "threads", "duration", "runs", "keys", "redis",
-                "etcd", "jessy-log", "nice"]:
+                "etcd", "jessy-log", "nice", "settle"]:
         ap.add_argument("--" + opt, default="")
     a = ap.parse_args()
 
@@ -77,7 +77,8 @@ def main():
       f"{a.conns} connections, {a.duration} per measurement, {a.runs} rounds, {a.keys} preloaded keys, "
       f"150-byte values; load generator ({a.threads} wrk threads, or redis-benchmark) on the same cores; "
       f"jessy-core with `RUST_LOG={a.jessy_log}`; "
-      + (f"everything measured ran at nice {a.nice}." if a.nice not in ("", "0") else "default priority."))
+      + (f"everything measured ran at nice {a.nice}" if a.nice not in ("", "0") else "default priority")
+      + ("; `sync` before each measurement." if a.settle == "1" else "; no `sync` between measurements."))
     p("")
     p("| workload | what | req/s (median) | min - max | p50 ms | p99 ms | load1 during |")
     p("|---|---|---:|---:|---:|---:|---:|")
