@@ -269,6 +269,16 @@ async fn conditional_writes_on(app: App) {
     // If-Match on an absent key fails.
     app.send(put_with("if-match", "*".into(), "x")).await.problem(412, "condition_failed");
 
+    // An If-Match list holds when it names the current version (RFC 9110 13.1.1).
+    let r = app.send(put_with("if-none-match", "*".into(), "v4")).await;
+    let v4 = r.header("etag").unwrap().to_string();
+    let r = app.send(put_with("if-match", format!("\"1\", {v1}"), "x")).await;
+    r.problem(412, "condition_failed");
+    assert_eq!(r.header("etag"), Some(v4.as_str()));
+    let r = app.send(put_with("if-match", format!("W/{v4}, \"1\", {v4}"), "listed")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(&app.get(uri).await.body[..], b"listed");
+
     // A condition is evaluated only for a write that could otherwise succeed: a bad or
     // unknown dimension, or a value too large, is answered as it would be without one.
     let conditional = |method: Method, uri: &str, body: Vec<u8>| {

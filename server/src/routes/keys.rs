@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jessy_storage::{Expect, Version};
+use jessy_storage::{Dimension, Expect, Version};
 
 use super::check_key;
 use crate::keys::{parse_key_path, KeyPath};
@@ -46,20 +46,34 @@ fn parse_etag(s: &str) -> Option<Version> {
 }
 
 /// The condition a write carries, from `If-Match` / `If-None-Match`.
-fn write_condition(headers: &HeaderMap) -> Result<Option<Expect>, ApiError> {
+///
+/// `If-Match` may list several ETags, and holds when the current version is any of them (RFC
+/// 9110 13.1.1). The engine's condition names one version, so for a list this reads the key's
+/// current version and names it if it is listed. A write between that read and the append
+/// makes a new version, which no client can have been given yet: the append then fails, as the
+/// list would have.
+fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
     if let Some(value) = headers.get(header::IF_MATCH) {
         let text = value.to_str().map_err(|_| ApiError::malformed("If-Match is not ASCII"))?.trim();
         if text == "*" {
             return Ok(Some(Expect::Present));
         }
-        return match parse_etag(text) {
-            Some(version) => Ok(Some(Expect::Version(version))),
-            // An entity tag we never issued can never match: the condition fails (RFC 9110 13.1.1).
-            None => Err(ApiError::new(
+        // Entity tags we never issued (weak ones, words) can never match (RFC 9110 13.1.1).
+        let listed: Vec<Version> = text.split(',').filter_map(parse_etag).collect();
+        return match listed[..] {
+            [] => Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "condition_failed",
                 format!("If-Match {text} names no version of this key; send the ETag of a GET, like \"42\""),
             )),
+            [version] => Ok(Some(Expect::Version(version))),
+            _ => {
+                let current = dim.get(key)?.map(|value| value.version());
+                match current {
+                    Some(version) if listed.contains(&version) => Ok(Some(Expect::Version(version))),
+                    _ => Err(list_failed(text, current)),
+                }
+            }
         };
     }
     if let Some(value) = headers.get(header::IF_NONE_MATCH) {
@@ -70,6 +84,24 @@ fn write_condition(headers: &HeaderMap) -> Result<Option<Expect>, ApiError> {
         return Err(ApiError::malformed("on a write, If-None-Match only takes * (write only if the key has no value)"));
     }
     Ok(None)
+}
+
+/// The 412 of an `If-Match` list that does not name the current version; like the engine's,
+/// it carries the current `ETag` when the key has a value.
+fn list_failed(listed: &str, current: Option<Version>) -> ApiError {
+    let now = match current {
+        Some(version) => format!("the current version is \"{version}\""),
+        None => "the key has no value".to_string(),
+    };
+    let error = ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "condition_failed",
+        format!("If-Match {listed} does not name the current version: {now}"),
+    );
+    match current {
+        Some(version) => error.with_header(header::ETAG, etag(version)),
+        None => error,
+    }
 }
 
 /// `If-None-Match` on a read: does the client already have this version?
@@ -173,8 +205,8 @@ pub(crate) async fn head(
     Ok((StatusCode::OK, value_head(&value)).into_response())
 }
 
-/// Stores a value (the raw request body). `If-Match: "<version>"` writes only over that
-/// version, `If-None-Match: *` only if the key has no value; 412 otherwise.
+/// Stores a value (the raw request body). `If-Match: "<version>"` (or a list of them) writes
+/// only over that version, `If-None-Match: *` only if the key has no value; 412 otherwise.
 #[utoipa::path(
     put,
     path = "/v1/dimensions/{dim}/keys/{key}",
@@ -182,7 +214,7 @@ pub(crate) async fn head(
     params(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`), or `*`: only if the key has a value"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`) or one of a list of them (`\"41\", \"42\"`), or `*`: only if the key has a value"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value"),
     ),
     request_body(content = Option<RawValue>, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE); no body stores the empty value"),
@@ -211,7 +243,7 @@ pub(crate) async fn put(
     // evaluated for a request that could otherwise succeed (RFC 9110 13.2.1).
     let dim = state.store.get_dimension(&dim)?;
     let value = body.map_err(|rejection| body_error(rejection, &state))?;
-    let condition = write_condition(&headers)?;
+    let condition = write_condition(&headers, &dim, &key)?;
     let version = if state.immediate() {
         // The committer appends and syncs it with the other writes waiting (blocking.rs).
         blocking::answered(|reply| dim.enqueue_put(&key, value, condition, reply)).await?
@@ -235,7 +267,7 @@ pub(crate) async fn put(
     params(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the current version is this ETag, or `*`: only if the key has a value"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the current version is this ETag or one of a list of them, or `*`: only if the key has a value"),
     ),
     responses(
         (status = 204, description = "Deleted (or was not there)"),
@@ -257,7 +289,7 @@ pub(crate) async fn delete(
     let KeyPath { dim, key } = parse_key_path(uri.path())?;
     check_key(&key)?;
     let dim = state.store.get_dimension(&dim)?; // before the condition, as in `put`
-    let condition = write_condition(&headers)?;
+    let condition = write_condition(&headers, &dim, &key)?;
     if state.immediate() {
         blocking::answered(|reply| dim.enqueue_delete(&key, condition, reply)).await?;
     } else {
@@ -304,16 +336,45 @@ mod tests {
 
     #[test]
     fn conditions_from_headers() {
-        let mut h = HeaderMap::new();
-        assert_eq!(write_condition(&h).unwrap(), None);
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Absent));
-        h.insert(header::IF_MATCH, HeaderValue::from_static("\"7\""));
-        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Version(Version(7))));
-        h.insert(header::IF_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(write_condition(&h).unwrap(), Some(Expect::Present));
-        h.insert(header::IF_MATCH, HeaderValue::from_static("W/\"7\""));
-        assert_eq!(write_condition(&h).unwrap_err().status, StatusCode::PRECONDITION_FAILED);
+        let dir = tempfile::tempdir().unwrap();
+        let config = jessy_storage::Config::default().base_path(dir.path()).durability(jessy_storage::Durability::None);
+        let store = jessy_storage::Store::open_config(config).unwrap();
+        let dim = store.get_dimension("default").unwrap();
+        let current = dim.put("k", "v").unwrap();
+        let condition = |if_match: Option<String>, if_none_match: Option<&'static str>, key: &[u8]| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = if_match {
+                h.insert(header::IF_MATCH, HeaderValue::from_str(&v).unwrap());
+            }
+            if let Some(v) = if_none_match {
+                h.insert(header::IF_NONE_MATCH, HeaderValue::from_static(v));
+            }
+            write_condition(&h, &dim, key)
+        };
+        let failed = |result: Result<Option<Expect>, ApiError>| result.unwrap_err().status;
+
+        assert_eq!(condition(None, None, b"k").unwrap(), None);
+        assert_eq!(condition(None, Some("*"), b"k").unwrap(), Some(Expect::Absent));
+        assert_eq!(failed(condition(None, Some("\"7\""), b"k")), StatusCode::BAD_REQUEST);
+        // If-Match wins over If-None-Match.
+        assert_eq!(condition(Some("\"7\"".into()), Some("*"), b"k").unwrap(), Some(Expect::Version(Version(7))));
+        assert_eq!(condition(Some("*".into()), None, b"k").unwrap(), Some(Expect::Present));
+        for never in ["W/\"7\"", "7", "\"x\"", "W/\"1\", W/\"2\""] {
+            assert_eq!(failed(condition(Some(never.into()), None, b"k")), StatusCode::PRECONDITION_FAILED, "{never}");
+        }
+
+        // A list holds when it names the current version, weak and foreign tags aside.
+        let list = format!("\"1\", W/\"{current}\", \"{current}\",\"x\"");
+        assert_eq!(condition(Some(list), None, b"k").unwrap(), Some(Expect::Version(current)));
+        let stale = format!("\"{}\", W/\"{current}\", \"{}\"", current.0 + 1, current.0 + 2);
+        let e = condition(Some(stale), None, b"k").unwrap_err();
+        assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(e.code, "condition_failed");
+        assert!(e.headers.iter().any(|(n, v)| n == header::ETAG && *v == etag(current)), "{:?}", e.headers);
+        // On a key without a value no list holds, and there is no ETag to send.
+        let e = condition(Some(format!("\"{current}\", \"1\"")), None, b"absent").unwrap_err();
+        assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
+        assert!(e.headers.is_empty());
     }
 
     #[test]
