@@ -88,7 +88,7 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
 
 /// The 412 of an `If-Match` list that does not name the current version; like the engine's,
 /// it carries the current `ETag` when the key has a value.
-fn list_failed(listed: &str, current: Option<Version>) -> ApiError {
+fn list_failed(if_match: &str, current: Option<Version>) -> ApiError {
     let now = match current {
         Some(version) => format!("the current version is \"{version}\""),
         None => "the key has no value".to_string(),
@@ -96,7 +96,7 @@ fn list_failed(listed: &str, current: Option<Version>) -> ApiError {
     let error = ApiError::new(
         StatusCode::PRECONDITION_FAILED,
         "condition_failed",
-        format!("If-Match {listed} does not name the current version: {now}"),
+        format!("If-Match {if_match} does not name the current version: {now}"),
     );
     match current {
         Some(version) => error.with_header(header::ETAG, etag(version)),
