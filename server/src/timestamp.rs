@@ -1,7 +1,7 @@
 //! The access log's timestamps, exactly as `tracing_subscriber`'s `SystemTime` timer writes
 //! them: RFC 3339 in UTC with microseconds, `2026-11-29T19:40:12.123456Z`.
 //!
-//! The timer formats the whole date through `core::fmt` for every line, which was about 1.5%
+//! The timer formats the whole date through `core::fmt` for every line, which was about 1.4%
 //! of jessy-core's CPU time per `GET` (`perf record`, docs/BENCHMARKS.md `## HTTP`). Here each
 //! thread formats the date and time of day once a second and writes the six digits of the
 //! microseconds by hand.
