@@ -123,9 +123,7 @@ impl From<jessy_storage::Error> for ApiError {
         let status = status_for_code(code);
         let mut api = ApiError::new(status, code, err.to_string());
         if let jessy_storage::Error::ConditionFailed { current: Some(version), .. } = &err {
-            if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
-                api = api.with_header(header::ETAG, value);
-            }
+            api = api.with_header(header::ETAG, crate::routes::etag(*version));
         }
         if status.is_server_error() {
             tracing::error!(code, error = %err, "engine error");

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jessy_storage::{Dimension, Expect, Version};
 
-use super::check_key;
+use super::{check_key, etag};
 use crate::keys::{parse_key_path, KeyPath};
 use crate::{blocking, ApiError, AppState, Problem};
 
@@ -20,25 +20,6 @@ const OCTET_STREAM: &str = "application/octet-stream";
 #[derive(utoipa::ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct RawValue(#[allow(dead_code)] Vec<u8>);
-
-/// `"<version>"`. Written into a buffer on the stack: `format!` and then a copy into the
-/// header value made two allocations of every answer to a key.
-fn etag(version: Version) -> HeaderValue {
-    // Quotes around up to 20 digits; the digits are written from the right.
-    let mut text = [b'"'; 22];
-    let mut start = text.len() - 1;
-    let mut n = version.0;
-    loop {
-        start -= 1;
-        text[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Digits and quotes only: always a valid header value.
-    HeaderValue::from_bytes(&text[start - 1..]).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
-}
 
 /// `"123"` to version 123; anything else (weak tags, lists, garbage) is not one of ours.
 fn parse_etag(s: &str) -> Option<Version> {

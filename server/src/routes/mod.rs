@@ -8,7 +8,9 @@ pub(crate) mod keys;
 pub(crate) mod scan;
 pub(crate) mod snapshot;
 
+use axum::http::HeaderValue;
 use base64::Engine as _;
+use jessy_storage::Version;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -75,6 +77,26 @@ impl Encoding {
 /// Refuses empty and over-long keys up front, with the engine's own errors and wording.
 pub(crate) fn check_key(key: &[u8]) -> Result<(), ApiError> {
     Ok(jessy_storage::validate_key(key)?)
+}
+
+/// The `ETag` of a version, `"<version>"`: of a key's answers, and of a 412's current version.
+/// Written into a buffer on the stack: `format!` and then a copy into the header value made two
+/// allocations of every answer to a key.
+pub(crate) fn etag(version: Version) -> HeaderValue {
+    // Quotes around up to 20 digits; the digits are written from the right.
+    let mut text = [b'"'; 22];
+    let mut start = text.len() - 1;
+    let mut n = version.0;
+    loop {
+        start -= 1;
+        text[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_bytes(&text[start - 1..]).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 #[cfg(test)]
