@@ -22,6 +22,7 @@ use crate::dimension::{DimInner, IndexKey, LayerMaps, Loc, State};
 use crate::ordered::{bounds_are_empty, View};
 use crate::prefetch::prefetch_slice;
 use crate::segment::Segment;
+use crate::value::ValueRef;
 use crate::{Result, Value, Version};
 
 /// The first refill copies a few entries (a short scan should not pay for a long one);
@@ -261,13 +262,44 @@ impl Iter {
     /// ```
     #[inline]
     pub fn next_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
-        self.next_lent(false)
+        Some(self.next_lent(false)?.map(|(key, value)| (key, value.to_value())))
     }
 
     /// [`next_borrowed`](Iter::next_borrowed) from the back: the entry
     /// [`next_back`](DoubleEndedIterator::next_back) would return.
     #[inline]
     pub fn next_back_borrowed(&mut self) -> Option<Result<(&[u8], Value)>> {
+        Some(self.next_lent(true)?.map(|(key, value)| (key, value.to_value())))
+    }
+
+    /// [`next_borrowed`](Iter::next_borrowed) with the value lent as well: a [`ValueRef`]
+    /// into the memory map, valid until the next call. A scan that copies each value out
+    /// (into a response, say) then takes no reference on the map per entry, which threads
+    /// scanning at once would all take on the same counter.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = jessy_storage::Store::open(dir.path())?;
+    /// let d = store.dimension("default")?;
+    /// d.put("user:1", "ada")?;
+    /// d.put("user:2", "grace")?;
+    /// let mut total = 0;
+    /// let mut iter = d.prefix("user:");
+    /// while let Some(entry) = iter.next_ref() {
+    ///     let (_key, value) = entry?;
+    ///     total += value.len();
+    /// }
+    /// assert_eq!(total, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn next_ref(&mut self) -> Option<Result<(&[u8], ValueRef<'_>)>> {
+        self.next_lent(false)
+    }
+
+    /// [`next_ref`](Iter::next_ref) from the back.
+    #[inline]
+    pub fn next_back_ref(&mut self) -> Option<Result<(&[u8], ValueRef<'_>)>> {
         self.next_lent(true)
     }
 
@@ -278,9 +310,9 @@ impl Iter {
         }
     }
 
-    /// The next entry from one end, its key lent (see `next_borrowed`).
+    /// The next entry from one end, its key and value lent (see `next_ref`).
     #[inline]
-    fn next_lent(&mut self, from_back: bool) -> Option<Result<(&[u8], Value)>> {
+    fn next_lent(&mut self, from_back: bool) -> Option<Result<(&[u8], ValueRef<'_>)>> {
         self.fill(from_back);
         let Iter { front, back, layers, lent, .. } = self;
         let (near, far) = if from_back { (back, front) } else { (front, back) };
@@ -306,8 +338,12 @@ impl Iter {
         // As `next_lent`, but a copied key is handed over (`into_vec`) instead of lent.
         Some(match take(near, far, from_back, layers)? {
             Taken::Copied((_, Err(e))) => Err(e),
-            Taken::Copied((key, Ok((slot, loc)))) => layers.read(&key, slot, &loc).map(|value| (key.into_vec(), value)),
-            Taken::Shared(entry, slot) => layers.read_shared(entry, slot).map(|(key, value)| (key.to_vec(), value)),
+            Taken::Copied((key, Ok((slot, loc)))) => {
+                layers.read(&key, slot, &loc).map(|value| (key.into_vec(), value.to_value()))
+            }
+            Taken::Shared(entry, slot) => {
+                layers.read_shared(entry, slot).map(|(key, value)| (key.to_vec(), value.to_value()))
+            }
         })
     }
 }
@@ -325,14 +361,14 @@ fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: &L
 impl Layers {
     /// Reads and checks the value at `loc` in the layer at `slot`, which must be `key`'s.
     #[inline(always)]
-    fn read(&self, key: &[u8], slot: Slot, loc: &Loc) -> Result<Value> {
+    fn read(&self, key: &[u8], slot: Slot, loc: &Loc) -> Result<ValueRef<'_>> {
         let (_, seg, map) = self.get(slot);
         seg.read_value(map, loc.off, Version(loc.seq), key)
     }
 
     /// A shared entry's key and value, its layer in snapshot `snap`.
     #[inline(always)]
-    fn read_shared<'a>(&self, (key, loc): &'a (IndexKey, Loc), snap: u32) -> Result<(&'a [u8], Value)> {
+    fn read_shared<'a>(&'a self, (key, loc): &'a (IndexKey, Loc), snap: u32) -> Result<(&'a [u8], ValueRef<'a>)> {
         let slot = self.slot_in(snap, loc.layer).ok_or_else(|| crate::dimension::not_loaded(loc.layer))?;
         Ok((key, self.read(key, slot, loc)?))
     }

@@ -66,7 +66,7 @@ pub use iter::Iter;
 pub use layout::{validate_dimension_name, DEFAULT_DIMENSION};
 pub use store::{Store, StoreStats};
 pub use ticket::Ticket;
-pub use value::{Value, Version};
+pub use value::{Value, ValueRef, Version};
 pub use verify::{Problem, VerifyReport};
 
 /// The longest key the engine accepts: 4 KiB.

@@ -13,6 +13,7 @@ use crate::io::{Io, IoFile};
 use crate::record::{
     decode_entry, decode_frame, Entry, FileHeader, FileKind, FrameHeader, Invalid, Kind, FILE_HEADER_LEN,
 };
+use crate::value::ValueRef;
 use crate::{Error, Result, Value, Version};
 
 pub(crate) struct Segment {
@@ -63,18 +64,23 @@ impl Segment {
     }
 
     /// Reads and verifies the entry at `offset` of `map`, which the index says holds `key`;
-    /// a put becomes a [`Value`]. See [`value_at`].
+    /// a put becomes a [`ValueRef`] into `map`. See [`value_span`].
     #[inline]
-    pub fn read_value(&self, map: &Arc<Mmap>, offset: u32, version: Version, expect_key: &[u8]) -> Result<Value> {
-        value_at(map.clone(), offset, version, expect_key)
-            .map_err(|reason| Error::corruption(self.path(), offset as u64, reason))
+    pub fn read_value<'m>(
+        &self,
+        map: &'m Arc<Mmap>,
+        offset: u32,
+        version: Version,
+        expect_key: &[u8],
+    ) -> Result<ValueRef<'m>> {
+        let (start, len) = value_span(map, offset, expect_key)
+            .map_err(|reason| Error::corruption(self.path(), offset as u64, reason))?;
+        Ok(ValueRef::new(map, start, len, version))
     }
 }
 
 /// Reads and verifies the entry at `offset` of `map`, which the index says holds
-/// `expect_key`; a put becomes a [`Value`] that keeps `map` alive. Checking the key too
-/// means a wrong location in the index (a bug, or a file swapped under us) is reported
-/// instead of answered with another key's value. The error is what is wrong there.
+/// `expect_key`; a put becomes a [`Value`] that keeps `map` alive. See [`value_span`].
 #[inline]
 pub(crate) fn value_at(
     map: Arc<Mmap>,
@@ -82,18 +88,26 @@ pub(crate) fn value_at(
     version: Version,
     expect_key: &[u8],
 ) -> std::result::Result<Value, &'static str> {
-    let at = offset as usize;
-    let bytes = map.get(at..).unwrap_or(&[]);
-    let (start, len) = match decode_entry(bytes) {
-        Ok((Entry { kind: Kind::Put, key, value }, _)) if key == expect_key => {
-            (at + crate::record::ENTRY_HEADER_LEN + key.len(), value.len())
-        }
-        Ok((Entry { kind: Kind::Put, .. }, _)) => return Err("entry holds another key than the index says"),
-        Ok(_) => return Err("index points at a delete entry"),
-        Err(Invalid::Bad(reason)) => return Err(reason),
-        Err(_) => return Err("entry runs past the end of the file"),
-    };
+    let (start, len) = value_span(&map, offset, expect_key)?;
     Ok(Value::new(map, start, len, version))
+}
+
+/// Where the value of the put at `offset` of `map` is (start, length), once the entry's
+/// checksum holds and its key is `expect_key`. Checking the key too means a wrong location
+/// in the index (a bug, or a file swapped under us) is reported instead of answered with
+/// another key's value. The error is what is wrong there.
+#[inline]
+fn value_span(map: &[u8], offset: u32, expect_key: &[u8]) -> std::result::Result<(usize, usize), &'static str> {
+    let at = offset as usize;
+    match decode_entry(map.get(at..).unwrap_or(&[])) {
+        Ok((Entry { kind: Kind::Put, key, value }, _)) if key == expect_key => {
+            Ok((at + crate::record::ENTRY_HEADER_LEN + key.len(), value.len()))
+        }
+        Ok((Entry { kind: Kind::Put, .. }, _)) => Err("entry holds another key than the index says"),
+        Ok(_) => Err("index points at a delete entry"),
+        Err(Invalid::Bad(reason)) => Err(reason),
+        Err(_) => Err("entry runs past the end of the file"),
+    }
 }
 
 /// The outcome of walking the frames of a log.

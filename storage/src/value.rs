@@ -57,6 +57,59 @@ impl Value {
     }
 }
 
+/// A value lent by an [`Iter`](crate::Iter) ([`next_ref`](crate::Iter::next_ref)): the same
+/// bytes in the memory map as a [`Value`], valid until the iterator's next call, without
+/// taking a reference on the map. A scan that copies each value out (into a response, say)
+/// then does no atomic work per entry: with a [`Value`] per entry, threads scanning at once
+/// all counted up and down on the same map's reference count. [`to_value`](ValueRef::to_value)
+/// makes a [`Value`] of one to keep.
+#[derive(Clone, Copy)]
+pub struct ValueRef<'a> {
+    map: &'a Arc<Mmap>,
+    start: usize,
+    len: usize,
+    version: Version,
+}
+
+impl<'a> ValueRef<'a> {
+    /// Points at `map[start..start + len]`. The caller has checked the bounds and the checksum.
+    pub(crate) fn new(map: &'a Arc<Mmap>, start: usize, len: usize, version: Version) -> ValueRef<'a> {
+        debug_assert!(start + len <= map.len());
+        ValueRef { map, start, len, version }
+    }
+
+    /// The bytes, borrowed for as long as the iterator lends them.
+    #[inline]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+
+    /// The version of the write that stored this value.
+    #[inline]
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// A [`Value`] of the same bytes, which keeps the map alive on its own.
+    pub fn to_value(&self) -> Value {
+        Value::new(self.map.clone(), self.start, self.len, self.version)
+    }
+}
+
+impl Deref for ValueRef<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Debug for ValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ValueRef({:?})", self.to_value())
+    }
+}
+
 impl Deref for Value {
     type Target = [u8];
     #[inline]

@@ -86,15 +86,21 @@ fn collect(
 }
 
 /// Every entry of `it` in key order, taken with the lending calls: from the front, from the
-/// back, or alternating between the two ends as the bits of `pattern` say.
+/// back, or alternating between the two ends as the bits of `pattern` say, and the value
+/// lent too (`next_ref`) or not (`next_borrowed`) as other bits of it say.
 fn collect_borrowed(mut it: jessy_storage::Iter, pattern: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (mut front, mut back) = (Vec::new(), Vec::new());
     for i in 0.. {
         let from_back = pattern >> (i % 32) & 1 == 1;
-        let next = if from_back { it.next_back_borrowed() } else { it.next_borrowed() };
+        let value_lent = pattern >> ((i + 11) % 32) & 1 == 1;
+        let next = match (from_back, value_lent) {
+            (false, false) => it.next_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (true, false) => it.next_back_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (false, true) => it.next_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (true, true) => it.next_back_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+        };
         let Some(entry) = next else { break };
-        let (k, v) = entry.expect("scan");
-        let pair = (k.to_vec(), v.to_vec());
+        let pair = entry.expect("scan");
         if from_back {
             back.push(pair);
         } else {

@@ -15,6 +15,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use jessy_storage::ValueRef;
+
 use super::Encoding;
 use crate::keys::{parse_dimension_path, parse_query};
 use crate::{blocking, ApiError, AppState, Problem};
@@ -273,19 +275,20 @@ pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): Origin
 /// blocking pool.
 const INLINE_BYTES: usize = 256 << 10;
 
-/// The entries of a scan, from the end the request reads from, each key lent by the engine's
-/// iterator (`next_borrowed`) rather than copied into a `Vec` of its own.
+/// The entries of a scan, from the end the request reads from, each key and value lent by
+/// the engine's iterator (`next_ref`): no `Vec` per key, and no reference taken on the
+/// memory map per value.
 struct Entries {
     iter: jessy_storage::Iter,
     reverse: bool,
 }
 
 impl Entries {
-    fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], jessy_storage::Value)>> {
+    fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], ValueRef<'_>)>> {
         if self.reverse {
-            self.iter.next_back_borrowed()
+            self.iter.next_back_ref()
         } else {
-            self.iter.next_borrowed()
+            self.iter.next_ref()
         }
     }
 }
@@ -313,27 +316,28 @@ impl Page {
     fn fill(&mut self, entries: &mut Entries, budget: usize) -> Result<bool, ApiError> {
         let mut spent = 0usize;
         if let Some((key, value)) = self.held.take() {
-            if let Some(full) = self.add(&key, value, budget, &mut spent)? {
-                return Ok(full);
+            match self.add(&key, &value, budget, &mut spent)? {
+                Some(false) => self.held = Some((key, value)),
+                Some(true) => return Ok(true),
+                None => {}
             }
         }
-        while let Some(entry) = entries.next() {
+        while self.held.is_none() {
+            let Some(entry) = entries.next() else { return Ok(true) };
             let (key, value) = entry?;
-            if let Some(full) = self.add(key, value, budget, &mut spent)? {
-                return Ok(full);
+            match self.add(key, &value, budget, &mut spent)? {
+                // Kept as a `Value` of its own: the iterator lends it only until its next call.
+                Some(false) => self.held = Some((key.to_vec(), value.to_value())),
+                Some(true) => return Ok(true),
+                None => {}
             }
         }
-        Ok(true)
+        Ok(false)
     }
 
-    /// Adds one entry; `Some(full)` when `fill` must stop (see there).
-    fn add(
-        &mut self,
-        key: &[u8],
-        value: jessy_storage::Value,
-        budget: usize,
-        spent: &mut usize,
-    ) -> Result<Option<bool>, ApiError> {
+    /// Adds one entry; `Some(full)` when `fill` must stop (see there): `Some(false)` when
+    /// the entry did not fit in `budget` and was not added, for `fill` to hold.
+    fn add(&mut self, key: &[u8], value: &[u8], budget: usize, spent: &mut usize) -> Result<Option<bool>, ApiError> {
         let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
         if self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0) {
             self.more = true;
@@ -342,12 +346,11 @@ impl Page {
         }
         let size = key.len() + if self.params.keys_only { 0 } else { value.len() };
         if size > budget - *spent {
-            self.held = Some((key.to_vec(), value));
             return Ok(Some(false));
         }
         *spent += size;
         self.bytes += size;
-        self.writer.item(key, if self.params.keys_only { None } else { Some(&value) })?;
+        self.writer.item(key, if self.params.keys_only { None } else { Some(value) })?;
         // One buffer for the page's last key, not one per item.
         let last = self.last_key.get_or_insert_with(Vec::new);
         last.clear();
