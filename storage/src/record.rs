@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn checksum_is_crc32() {
-        // The check value of CRC-32 (ISO-HDLC), which docs/FORMAT.md names.
+        // The check value of CRC-32 with the IEEE polynomial, which docs/FORMAT.md names.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
         // The hasher made once starts from scratch each time, in pieces as in one go.
