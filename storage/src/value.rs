@@ -63,6 +63,20 @@ impl Value {
 /// then does no atomic work per entry: with a [`Value`] per entry, threads scanning at once
 /// all counted up and down on the same map's reference count. [`to_value`](ValueRef::to_value)
 /// makes a [`Value`] of one to keep.
+///
+/// The borrow checker holds the iterator to that: a `ValueRef` kept across the next call does
+/// not compile.
+///
+/// ```compile_fail
+/// # let dir = tempfile::tempdir()?;
+/// let store = jessy_storage::Store::open(dir.path())?;
+/// let d = store.dimension("default")?;
+/// let mut iter = d.iter();
+/// let (_, first) = iter.next_ref().unwrap()?;
+/// let _second = iter.next_ref();
+/// assert!(first.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct ValueRef<'a> {
     map: &'a Arc<Mmap>,
