@@ -250,8 +250,18 @@ async fn conditional_writes_on(app: App) {
     assert_ne!(v1, v2);
     app.send(put_with("if-match", v1.clone(), "v3")).await.problem(412, "condition_failed");
     app.send(put_with("if-match", "\"not-a-version\"".into(), "v3")).await.problem(412, "condition_failed");
-    app.send(put_with("if-none-match", v2.clone(), "v3")).await.problem(400, "malformed");
+    // If-None-Match with ETags: fails when the current version is listed (weak ones too).
+    let r = app.send(put_with("if-none-match", format!("{v1}, W/{v2}"), "v3")).await;
+    r.problem(412, "condition_failed");
+    assert_eq!(r.header("etag"), Some(v2.as_str()));
+    app.send(put_with("if-none-match", "42".into(), "v3")).await.problem(400, "malformed");
     assert_eq!(&app.get(uri).await.body[..], b"v2");
+    // Only old versions listed: the write goes through, and its new version then fails it.
+    let r = app.send(put_with("if-none-match", format!("{v1}, \"x\""), "v2b")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let v2 = r.header("etag").unwrap().to_string();
+    app.send(put_with("if-none-match", v2.clone(), "v3")).await.problem(412, "condition_failed");
+    assert_eq!(&app.get(uri).await.body[..], b"v2b");
 
     // GET with the current ETag: 304.
     let req = Request::builder().uri(uri).header("if-none-match", v2.clone()).body(Body::empty()).unwrap();

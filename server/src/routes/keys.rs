@@ -1,7 +1,7 @@
 //! Single keys: `GET`/`HEAD`/`PUT`/`DELETE /v1/dimensions/{dim}/keys/{key...}`.
 //!
 //! Values travel as raw bytes. Each stored value has a version, sent as `ETag: "<version>"`;
-//! `If-Match`/`If-None-Match: *` turn a write into a compare-and-set.
+//! `If-Match`/`If-None-Match` turn a write into a compare-and-set.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -26,7 +26,8 @@ fn parse_etag(s: &str) -> Option<Version> {
     s.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
-/// The condition a write carries, from `If-Match` / `If-None-Match`.
+/// The condition a write carries, from `If-Match` / `If-None-Match` (`If-Match` first, when
+/// both are sent).
 ///
 /// `If-Match` may list several ETags, and holds when the current version is any of them (RFC
 /// 9110 13.1.1). The engine's condition names one version, so for a list this reads the key's
@@ -62,23 +63,61 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
         if text == "*" {
             return Ok(Some(Expect::Absent));
         }
-        return Err(ApiError::malformed("on a write, If-None-Match only takes * (write only if the key has no value)"));
+        return none_match_condition(text, dim, key);
     }
     Ok(None)
 }
 
-/// The 412 of an `If-Match` list that does not name the current version; like the engine's,
-/// it carries the current `ETag` when the key has a value.
+/// The condition of an `If-None-Match` list of ETags on a write: fails (412) if the current
+/// version is listed, weak tags included (RFC 9110 13.1.2). Listed versions older than the
+/// current one can never be current again, so they need nothing more; one newer than it
+/// could only come from a write landing between this read and the append, so then the
+/// write is made conditional on the state read (and such a write in between fails it).
+fn none_match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
+    let listed = listed_versions(text).ok_or_else(|| {
+        ApiError::malformed(format!(
+            "If-None-Match {text} is neither * nor a list of ETags; send * (write only if the key has no value) or ETags like \"42\""
+        ))
+    })?;
+    if listed.is_empty() {
+        return Ok(None); // only tags this server never issued: none can match
+    }
+    let current = dim.get(key)?.map(|value| value.version());
+    if let Some(version) = current.filter(|v| listed.contains(v)) {
+        return Err(condition_failed(format!("If-None-Match {text} names the current version"), Some(version)));
+    }
+    let newer = listed.iter().any(|&v| Some(v) > current);
+    Ok(newer.then(|| current.map_or(Expect::Absent, Expect::Version)))
+}
+
+/// The versions a list of entity tags names, weak ones too; tags of other servers name none.
+/// `None` if an element is not an entity tag at all (`42` without quotes, say), which a
+/// client must hear about rather than have its write made unconditional.
+fn listed_versions(text: &str) -> Option<Vec<Version>> {
+    let mut versions = Vec::new();
+    for tag in text.split(',').map(str::trim) {
+        let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+        if opaque.len() < 2 || !opaque.starts_with('"') || !opaque.ends_with('"') {
+            return None;
+        }
+        versions.extend(parse_etag(opaque));
+    }
+    Some(versions)
+}
+
+/// The 412 of an `If-Match` list that does not name the current version.
 fn list_failed(if_match: &str, current: Option<Version>) -> ApiError {
     let now = match current {
         Some(version) => format!("the current version is \"{version}\""),
         None => "the key has no value".to_string(),
     };
-    let error = ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        "condition_failed",
-        format!("If-Match {if_match} does not name the current version: {now}"),
-    );
+    condition_failed(format!("If-Match {if_match} does not name the current version: {now}"), current)
+}
+
+/// A 412 `condition_failed`; like the engine's, it carries the current `ETag` when the key
+/// has a value.
+fn condition_failed(detail: String, current: Option<Version>) -> ApiError {
+    let error = ApiError::new(StatusCode::PRECONDITION_FAILED, "condition_failed", detail);
     match current {
         Some(version) => error.with_header(header::ETAG, etag(version)),
         None => error,
@@ -187,7 +226,8 @@ pub(crate) async fn head(
 }
 
 /// Stores a value (the raw request body). `If-Match: "<version>"` (or a list of them) writes
-/// only over that version, `If-None-Match: *` only if the key has no value; 412 otherwise.
+/// only over that version, `If-None-Match: *` only if the key has no value, `If-None-Match`
+/// with ETags only if the current version is none of them; 412 otherwise.
 #[utoipa::path(
     put,
     path = "/v1/dimensions/{dim}/keys/{key}",
@@ -196,7 +236,7 @@ pub(crate) async fn head(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
         ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`) or one of a list of them (`\"41\", \"42\"`), or `*`: only if the key has a value"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value; a list of ETags (weak ones match too): write only if the current version is none of them"),
     ),
     request_body(content = Option<RawValue>, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE); no body stores the empty value"),
     responses(
@@ -322,23 +362,22 @@ mod tests {
         let store = jessy_storage::Store::open_config(config).unwrap();
         let dim = store.get_dimension("default").unwrap();
         let current = dim.put("k", "v").unwrap();
-        let condition = |if_match: Option<String>, if_none_match: Option<&'static str>, key: &[u8]| {
+        let condition = |if_match: Option<String>, if_none_match: Option<String>, key: &[u8]| {
             let mut h = HeaderMap::new();
             if let Some(v) = if_match {
                 h.insert(header::IF_MATCH, HeaderValue::from_str(&v).unwrap());
             }
             if let Some(v) = if_none_match {
-                h.insert(header::IF_NONE_MATCH, HeaderValue::from_static(v));
+                h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&v).unwrap());
             }
             write_condition(&h, &dim, key)
         };
         let failed = |result: Result<Option<Expect>, ApiError>| result.unwrap_err().status;
 
         assert_eq!(condition(None, None, b"k").unwrap(), None);
-        assert_eq!(condition(None, Some("*"), b"k").unwrap(), Some(Expect::Absent));
-        assert_eq!(failed(condition(None, Some("\"7\""), b"k")), StatusCode::BAD_REQUEST);
+        assert_eq!(condition(None, Some("*".into()), b"k").unwrap(), Some(Expect::Absent));
         // If-Match wins over If-None-Match.
-        assert_eq!(condition(Some("\"7\"".into()), Some("*"), b"k").unwrap(), Some(Expect::Version(Version(7))));
+        assert_eq!(condition(Some("\"7\"".into()), Some("*".into()), b"k").unwrap(), Some(Expect::Version(Version(7))));
         assert_eq!(condition(Some("*".into()), None, b"k").unwrap(), Some(Expect::Present));
         for never in ["W/\"7\"", "7", "\"x\"", "W/\"1\", W/\"2\""] {
             assert_eq!(failed(condition(Some(never.into()), None, b"k")), StatusCode::PRECONDITION_FAILED, "{never}");
@@ -356,6 +395,26 @@ mod tests {
         let e = condition(Some(format!("\"{current}\", \"1\"")), None, b"absent").unwrap_err();
         assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
         assert!(e.headers.is_empty());
+
+        // If-None-Match with ETags: 412 when the current version is listed, weak or strong.
+        let none_match = |text: String, key: &[u8]| condition(None, Some(text), key);
+        for listed in [format!("\"{current}\""), format!("\"1\", W/\"{current}\""), format!("\"x\",\"{current}\"")] {
+            let e = none_match(listed.clone(), b"k").unwrap_err();
+            assert_eq!(e.status, StatusCode::PRECONDITION_FAILED, "{listed}");
+            assert_eq!(e.code, "condition_failed");
+            assert!(e.headers.iter().any(|(n, v)| n == header::ETAG && *v == etag(current)), "{listed}");
+        }
+        // Older versions and foreign tags can never be current: no condition is needed.
+        assert_eq!(none_match(format!("\"{}\", \"x\", W/\"y\"", current.0 - 1), b"k").unwrap(), None);
+        assert_eq!(none_match("\"x\"".into(), b"absent").unwrap(), None);
+        // A newer one could only come from a write in between: the write waits on the state read.
+        let newer = format!("\"{}\"", current.0 + 1);
+        assert_eq!(none_match(newer.clone(), b"k").unwrap(), Some(Expect::Version(current)));
+        assert_eq!(none_match(newer, b"absent").unwrap(), Some(Expect::Absent));
+        // Not entity tags at all: 400, not an unconditional write.
+        for bad in ["7", "\"7\", 8", "\"7", "*, \"7\"", ""] {
+            assert_eq!(failed(none_match(bad.into(), b"k")), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
     }
 
     #[test]
