@@ -289,10 +289,11 @@ pub(crate) async fn put(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
         ("If-Match" = Option<String>, Header, description = "Delete only if the current version is this ETag or one of a list of them, or `*`: only if the key has a value"),
+        ("If-None-Match" = Option<String>, Header, description = "A list of ETags (weak ones match too): delete only if the current version is none of them"),
     ),
     responses(
         (status = 204, description = "Deleted (or was not there)"),
-        (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name, bad If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dimension (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The condition failed (`condition_failed`)", body = Problem, content_type = "application/problem+json"),
