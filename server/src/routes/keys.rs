@@ -71,8 +71,9 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
 /// The condition of an `If-None-Match` list of ETags on a write: fails (412) if the current
 /// version is listed, weak tags included (RFC 9110 13.1.2). Listed versions older than the
 /// current one can never be current again, so they need nothing more; one newer than it
-/// could only come from a write landing between this read and the append, so then the
-/// write is made conditional on the state read (and such a write in between fails it).
+/// could only become the key's version through a write landing between this read and the
+/// append, so then the write is made conditional on the state read (and such a write in
+/// between fails it).
 fn none_match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
     let listed = listed_versions(text).ok_or_else(|| {
         ApiError::malformed(format!(
