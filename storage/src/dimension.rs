@@ -525,6 +525,15 @@ impl Dimension {
         segment::value_at(map, loc.off, Version(loc.seq), key).map(Some).map_err(damaged)
     }
 
+    /// The version of `key`'s newest value (the one [`Dimension::get`] returns), or `None`,
+    /// from the index alone: the value is neither read nor checked against its checksum. For
+    /// callers that need only the version, such as a condition on a list of ETags, where `get`
+    /// would check a value of up to the region size to learn one number.
+    pub fn version(&self, key: impl AsRef<[u8]>) -> Result<Option<Version>> {
+        self.inner.check_live()?;
+        Ok(self.inner.points.loc(key.as_ref()).map(|loc| Version(loc.seq)))
+    }
+
     /// True when `key` has a value.
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         self.inner.check_live()?;

@@ -18,10 +18,13 @@ fn put_get_delete_and_versions() {
     let got = d.get(b"k").unwrap().unwrap();
     assert_eq!(&got[..], b"two");
     assert_eq!(got.version(), v2);
+    assert_eq!(d.version(b"k").unwrap(), Some(v2));
     assert!(d.get(b"missing").unwrap().is_none());
+    assert_eq!(d.version(b"missing").unwrap(), None);
     let v3 = d.delete(b"k").unwrap();
     assert!(v3 > v2);
     assert!(d.get(b"k").unwrap().is_none());
+    assert_eq!(d.version(b"k").unwrap(), None, "a deleted key has no version");
     d.delete(b"never-there").unwrap();
     d.put(b"empty-value", b"").unwrap();
     assert_eq!(d.get(b"empty-value").unwrap().unwrap().len(), 0);
@@ -397,6 +400,7 @@ fn dimensions_are_created_listed_and_dropped() {
     store.drop_dimension("a").unwrap();
     assert_eq!(&kept[..], b"in a", "a value read before the drop stays valid");
     assert_eq!(a.put(b"k", b"x").unwrap_err().code(), "dimension_not_found");
+    assert_eq!(a.version(b"k").unwrap_err().code(), "dimension_not_found");
     assert_eq!(store.get_dimension("a").unwrap_err().code(), "dimension_not_found");
     assert!(!dir.path().join("consciousness/D02").exists());
     assert_eq!(store.get_dimension("D05").unwrap_err().code(), "dimension_not_found");

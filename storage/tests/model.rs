@@ -168,8 +168,10 @@ fn run(steps: Vec<Step>, none: bool) -> Result<(), TestCaseError> {
                 }
             }
             Step::Get(k) => {
-                let got = d.get(key(k)).unwrap().map(|v| v.to_vec());
-                prop_assert_eq!(got, model.get(&key(k)).cloned());
+                let found = d.get(key(k)).unwrap();
+                // The index's version is the one of the value `get` finds.
+                prop_assert_eq!(d.version(key(k)).unwrap(), found.as_ref().map(|v| v.version()));
+                prop_assert_eq!(found.map(|v| v.to_vec()), model.get(&key(k)).cloned());
             }
             Step::Range(a, b, rev, hint) => {
                 let (lo, hi) = (key(a).min(key(b)), key(a).max(key(b)));

@@ -50,7 +50,7 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
             )),
             [version] => Ok(Some(Expect::Version(version))),
             _ => {
-                let current = dim.get(key)?.map(|value| value.version());
+                let current = dim.version(key)?;
                 match current {
                     Some(version) if listed.contains(&version) => Ok(Some(Expect::Version(version))),
                     _ => Err(list_failed(text, current)),
@@ -83,7 +83,7 @@ fn none_match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Optio
     if listed.is_empty() {
         return Ok(None); // only tags this server never issued: none can match
     }
-    let current = dim.get(key)?.map(|value| value.version());
+    let current = dim.version(key)?;
     if let Some(version) = current.filter(|v| listed.contains(v)) {
         return Err(condition_failed(format!("If-None-Match {text} names the current version"), Some(version)));
     }
