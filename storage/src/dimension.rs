@@ -1890,8 +1890,9 @@ impl DimInner {
         }
     }
 
-    /// Installs the ordered index's new base if its merging thread has finished (see
-    /// ordered.rs); the store's background thread calls this every tick.
+    /// Installs the ordered index's new base if its merging thread has finished, and merges
+    /// changes that stopped coming (see ordered.rs); the store's background thread calls this
+    /// every tick.
     pub fn install_finished_merge(&self) {
         if self.state.read().ordered.merge_finished() {
             self.state.write().ordered.install_merged();
@@ -1900,6 +1901,8 @@ impl DimInner {
         if self.state.read().ordered.has_deferred() {
             self.state.write().ordered.fold();
         }
+        // Changes that stopped coming: merged, so that scans read the base alone.
+        self.state.write().ordered.merge_if_idle();
         self.state.read().ordered.release_idle_spare(crate::ordered::SPARE_KEEP);
     }
 

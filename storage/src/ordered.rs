@@ -220,6 +220,9 @@ pub(crate) struct Ordered {
     delta: Changes,
     /// The arrays of the base retired last, for the next merge to fill.
     spare: Arc<Mutex<Option<Spare>>>,
+    /// Calls that changed the delta, ever, and that count at the last `merge_if_idle`.
+    changes: u64,
+    changes_seen: u64,
 }
 
 /// The two large arrays of a retired base, emptied, with their capacity. A merge writes
@@ -484,11 +487,19 @@ pub(crate) fn head(key: &[u8], common: usize) -> u64 {
 impl Ordered {
     /// An index of `sorted`, which must be sorted by key with each key once.
     pub fn from_sorted(sorted: Vec<(IndexKey, Loc)>) -> Ordered {
-        Ordered { base: Arc::new(Base::new(sorted)), merging: None, delta: Changes::default(), spare: Arc::default() }
+        Ordered {
+            base: Arc::new(Base::new(sorted)),
+            merging: None,
+            delta: Changes::default(),
+            spare: Arc::default(),
+            changes: 0,
+            changes_seen: 0,
+        }
     }
 
     /// Records that `key` now has the value at `loc`, or none.
     pub fn set(&mut self, key: IndexKey, loc: Option<Loc>) {
+        self.changes += 1;
         // Deferred batches are older than this change: into the tree first.
         self.delta.fold_recent();
         self.delta.tree.insert(key, loc);
@@ -525,6 +536,7 @@ impl Ordered {
     /// A batch of `RUN_MIN` changes or more becomes a run (see `Changes`) and costs only its
     /// own size.
     pub fn set_sorted(&mut self, sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) {
+        self.changes += 1;
         if sorted.len() >= RUN_MIN {
             self.delta.push_run(into_run(sorted));
             self.install_merged();
@@ -554,6 +566,7 @@ impl Ordered {
     /// commit's frames are on their way to the disk (`DimInner::lead_sync`), where they cost
     /// the writer nothing.
     pub fn defer(&mut self, sorted: impl ExactSizeIterator<Item = (IndexKey, Option<Loc>)>) {
+        self.changes += 1;
         if sorted.len() >= RUN_MIN {
             self.set_sorted(sorted);
             return;
@@ -612,6 +625,19 @@ impl Ordered {
         // Under a steady stream of writes the delta is full again by now, and the next merge
         // starts here, in the old base's arrays.
         self.merge_if_full(Some(old));
+    }
+
+    /// Starts merging the waiting changes if nothing changed them since the last call (the
+    /// store's background thread calls this every tick). The delta is otherwise merged only
+    /// when full, so a dimension loaded and then only read kept up to an eighth of its keys
+    /// there, and every scan walked the base and the delta side by side instead of reading
+    /// the base in place (`view`).
+    pub fn merge_if_idle(&mut self) {
+        let idle = self.changes == self.changes_seen;
+        self.changes_seen = self.changes;
+        if idle && self.merging.is_none() && !self.delta.is_empty() {
+            self.start_merge(None);
+        }
     }
 
     fn take_spare(&self) -> Option<Spare> {
@@ -1195,5 +1221,30 @@ mod tests {
         let mut n = 0;
         o.for_each(|_, _| n += 1);
         assert_eq!(n, DELTA_MIN + 10);
+    }
+
+    #[test]
+    fn changes_that_stopped_coming_are_merged() {
+        let mut o = Ordered::default();
+        o.set_sorted((0..5u8).map(|i| (key(i), Some(loc(i.into())))));
+        o.set(key(9), Some(loc(9)));
+        let full = |o: &Ordered| o.view(Bound::Unbounded, Bound::Unbounded, false, usize::MAX).is_some();
+        // Changed since the last look: not idle yet.
+        o.merge_if_idle();
+        assert_eq!(o.delta.len(), 6);
+        o.set(key(5), None);
+        o.merge_if_idle();
+        assert_eq!(o.delta.len(), 7);
+        assert!(!full(&o), "scans overlay the delta");
+        // Nothing changed since: merged (a small base, in place).
+        o.merge_if_idle();
+        assert!(o.delta.is_empty() && o.merging.is_none());
+        assert!(full(&o), "scans read the base alone");
+        let mut got = Vec::new();
+        o.for_each(|k, l| got.push((k[0], l.off)));
+        assert_eq!(got, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (9, 9)]);
+        // Idle and nothing waits: nothing to do.
+        o.merge_if_idle();
+        assert_eq!(o.base.entries.len(), 6);
     }
 }
