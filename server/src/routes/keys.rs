@@ -26,6 +26,20 @@ fn parse_etag(s: &str) -> Option<Version> {
     s.trim().strip_prefix('"')?.strip_suffix('"')?.parse().ok()
 }
 
+/// The elements of a list of entity tags (`"1", W/"2"`), trimmed. It is split at the commas
+/// between tags, not at one inside a tag's quotes: RFC 9110 (8.8.3) allows commas there, and
+/// a tag cannot hold a quote, so every quote opens or closes one.
+fn entity_tags(text: &str) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    text.split(move |c| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        c == ',' && !quoted
+    })
+    .map(str::trim)
+}
+
 /// The condition a write carries, from `If-Match` / `If-None-Match` (`If-Match` first, when
 /// both are sent).
 ///
@@ -41,7 +55,7 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
             return Ok(Some(Expect::Present));
         }
         // Entity tags we never issued (weak ones, words) can never match (RFC 9110 13.1.1).
-        let listed: Vec<Version> = text.split(',').filter_map(parse_etag).collect();
+        let listed: Vec<Version> = entity_tags(text).filter_map(parse_etag).collect();
         return match listed[..] {
             [] => Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
@@ -96,9 +110,11 @@ fn none_match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Optio
 /// client must hear about rather than have its write made unconditional.
 fn listed_versions(text: &str) -> Option<Vec<Version>> {
     let mut versions = Vec::new();
-    for tag in text.split(',').map(str::trim) {
+    for tag in entity_tags(text) {
         let opaque = tag.strip_prefix("W/").unwrap_or(tag);
-        if opaque.len() < 2 || !opaque.starts_with('"') || !opaque.ends_with('"') {
+        // `"` then anything but a quote, then `"`.
+        let inner = opaque.strip_prefix('"').and_then(|rest| rest.strip_suffix('"'))?;
+        if inner.contains('"') {
             return None;
         }
         versions.extend(parse_etag(opaque));
@@ -130,9 +146,7 @@ fn not_modified(headers: &HeaderMap, version: Version) -> bool {
     let Some(text) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    text.split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
+    entity_tags(text).any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
 }
 
 /// Reads a key on the worker thread itself, not on the blocking pool: a read takes a read
@@ -413,8 +427,17 @@ mod tests {
         let newer = format!("\"{}\"", current.0 + 1);
         assert_eq!(none_match(newer.clone(), b"k").unwrap(), Some(Expect::Version(current)));
         assert_eq!(none_match(newer, b"absent").unwrap(), Some(Expect::Absent));
+        // A comma inside a tag is part of it (RFC 9110 8.8.3): one foreign tag, no condition.
+        assert_eq!(none_match("\"a,b\"".into(), b"k").unwrap(), None);
+        let e = none_match(format!("W/\"a, b\", \"{current}\""), b"k").unwrap_err();
+        assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            condition(Some(format!("\"x,{current}\", \"{current}\"")), None, b"k").unwrap(),
+            Some(Expect::Version(current))
+        );
+        assert_eq!(failed(condition(Some(format!("\"1,{current}\"")), None, b"k")), StatusCode::PRECONDITION_FAILED);
         // Not entity tags at all: 400, not an unconditional write.
-        for bad in ["7", "\"7\", 8", "\"7", "*, \"7\"", ""] {
+        for bad in ["7", "\"7\", 8", "\"7", "*, \"7\"", "", "\"7\" \"8\""] {
             assert_eq!(failed(none_match(bad.into(), b"k")), StatusCode::BAD_REQUEST, "{bad:?}");
         }
     }
@@ -425,5 +448,11 @@ mod tests {
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"1\", W/\"5\""));
         assert!(not_modified(&h, Version(5)));
         assert!(!not_modified(&h, Version(6)));
+        // A comma inside a tag does not split it.
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"5,6\""));
+        assert!(!not_modified(&h, Version(5)));
+        assert!(!not_modified(&h, Version(6)));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("W/\"x,y\" , \"6\""));
+        assert!(not_modified(&h, Version(6)));
     }
 }
