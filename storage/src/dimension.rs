@@ -1893,7 +1893,7 @@ impl DimInner {
     /// Installs the ordered index's new base if its merging thread has finished, and merges
     /// changes that stopped coming (see ordered.rs); the store's background thread calls this
     /// every tick.
-    pub fn install_finished_merge(&self) {
+    pub fn tend_ordered_index(&self) {
         if self.state.read().ordered.merge_finished() {
             self.state.write().ordered.install_merged();
         }

@@ -384,7 +384,8 @@ impl Store {
 
     /// One background thread: under `Durability::Periodic` it syncs dirty dimensions at
     /// the interval; with background compaction on, it compacts about once a second. On
-    /// each tick it also installs ordered-index merges that finished (ordered.rs).
+    /// each tick it also installs ordered-index merges that finished, and merges changes that
+    /// stopped coming (ordered.rs).
     fn start_background(&self) {
         let config = &self.inner.shared.config;
         let periodic = match config.durability {
@@ -414,7 +415,7 @@ impl Store {
             let dims: Vec<Dimension> = inner.dims.read().values().cloned().collect();
             drop(inner);
             for d in &dims {
-                d.inner.install_finished_merge();
+                d.inner.tend_ordered_index();
             }
             if periodic.is_some() {
                 for d in &dims {
