@@ -1925,6 +1925,26 @@ mod tests {
     /// visible to scans), and the next commit folds them in while its own sync runs; after a
     /// scan of waiting changes, the next commit does not defer.
     #[test]
+    fn a_dimension_no_longer_written_has_its_changes_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), Config::default().durability(Durability::None)).unwrap();
+        let d = store.dimension("default").unwrap();
+        for k in 0..10u8 {
+            d.put([k], [k]).unwrap();
+        }
+        let waiting = || d.inner.state.read().ordered.waiting_changes();
+        assert_eq!(waiting(), 10);
+        // The background thread ticks every second; the second tick without a write merges.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while waiting() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(waiting(), 0, "the changes were merged into the base");
+        let keys: Vec<Vec<u8>> = d.iter().map(|e| e.unwrap().0.to_vec()).collect();
+        assert_eq!(keys, (0..10u8).map(|k| vec![k]).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn each_durable_commit_folds_what_the_last_one_deferred() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with(dir.path(), Config::default().durability(Durability::Immediate)).unwrap();

@@ -595,6 +595,12 @@ impl Ordered {
         self.delta.recent.len()
     }
 
+    /// How many changes wait beside the base, a merging one's included (tests).
+    #[cfg(test)]
+    pub fn waiting_changes(&self) -> usize {
+        self.delta.len() + self.merging.as_ref().map_or(0, |m| m.frozen.len())
+    }
+
     /// Inserts the deferred batches into the delta's tree (see `defer`).
     pub fn fold(&mut self) {
         self.delta.fold_recent();
