@@ -297,6 +297,7 @@ impl Entries {
 struct Page {
     params: Params,
     writer: PageWriter,
+    /// The key of the item that filled the page (the next cursor starts after it).
     last_key: Option<Vec<u8>>,
     bytes: usize,
     more: bool,
@@ -338,8 +339,7 @@ impl Page {
     /// Adds one entry; `Some(full)` when `fill` must stop (see there): `Some(false)` when
     /// the entry did not fit in `budget` and was not added, for `fill` to hold.
     fn add(&mut self, key: &[u8], value: &[u8], budget: usize, spent: &mut usize) -> Result<Option<bool>, ApiError> {
-        let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
-        if self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0) {
+        if self.full() {
             self.more = true;
             // The entry read past the end is dropped: the cursor starts after `last_key`.
             return Ok(Some(true));
@@ -351,11 +351,18 @@ impl Page {
         *spent += size;
         self.bytes += size;
         self.writer.item(key, if self.params.keys_only { None } else { Some(value) })?;
-        // One buffer for the page's last key, not one per item.
-        let last = self.last_key.get_or_insert_with(Vec::new);
-        last.clear();
-        last.extend_from_slice(key);
+        // Only the key that fills the page is kept (copied now: the iterator lends it only
+        // until its next call), not a copy of every item's key.
+        if self.full() {
+            self.last_key = Some(key.to_vec());
+        }
         Ok(None)
+    }
+
+    /// Whether the page holds its limit of items, or its limit of bytes.
+    fn full(&self) -> bool {
+        let limit = self.params.limit.unwrap_or(DEFAULT_LIMIT);
+        self.writer.items == limit || (self.bytes >= MAX_PAGE_BYTES && self.writer.items > 0)
     }
 
     fn finish(self) -> Bytes {
@@ -512,6 +519,29 @@ mod tests {
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.items[0].value.as_ref().map(String::len), Some(INLINE_BYTES + 1));
         assert!(page.next_cursor.is_some());
+    }
+
+    #[test]
+    fn a_page_ends_at_its_byte_limit_with_a_cursor_after_the_last_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = jessy_storage::Config::default()
+            .base_path(dir.path())
+            .durability(jessy_storage::Durability::None)
+            .max_size(32 << 20);
+        let store = jessy_storage::Store::open_config(config).unwrap();
+        let dim = store.get_dimension("default").unwrap();
+        // Two values reach MAX_PAGE_BYTES; the third goes to the next page.
+        let value = "v".repeat(MAX_PAGE_BYTES / 2);
+        for key in ["a", "b", "c"] {
+            dim.put(key, &value).unwrap();
+        }
+        let mut page = Page::new(Params { limit: Some(10), ..Params::default() });
+        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+        assert!(page.fill(&mut entries, usize::MAX).unwrap());
+        let page: ScanPage = serde_json::from_slice(&page.finish()).unwrap();
+        assert_eq!(page.items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let cursor = Cursor::decode(page.next_cursor.unwrap().as_bytes()).unwrap();
+        assert_eq!(cursor, Cursor { reverse: false, key: b"b".to_vec() });
     }
 
     #[test]
