@@ -1921,9 +1921,6 @@ impl DimInner {
 mod tests {
     use crate::{Config, Durability, Store, WriteBatch};
 
-    /// A durable commit leaves its keys deferred beside the ordered index's tree (and
-    /// visible to scans), and the next commit folds them in while its own sync runs; after a
-    /// scan of waiting changes, the next commit does not defer.
     #[test]
     fn a_dimension_no_longer_written_has_its_changes_merged() {
         let dir = tempfile::tempdir().unwrap();
@@ -1944,6 +1941,9 @@ mod tests {
         assert_eq!(keys, (0..10u8).map(|k| vec![k]).collect::<Vec<_>>());
     }
 
+    /// A durable commit leaves its keys deferred beside the ordered index's tree (and
+    /// visible to scans), and the next commit folds them in while its own sync runs; after a
+    /// scan of waiting changes, the next commit does not defer.
     #[test]
     fn each_durable_commit_folds_what_the_last_one_deferred() {
         let dir = tempfile::tempdir().unwrap();
