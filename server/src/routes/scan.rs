@@ -477,14 +477,20 @@ mod tests {
         assert!(err.detail.contains("value"), "{}", err.detail);
     }
 
-    #[test]
-    fn a_page_past_the_inline_budget_goes_on_where_it_stopped() {
+    /// A store in a temporary directory, with regions of `max_size` bytes and no syncs.
+    fn store(max_size: u64) -> (tempfile::TempDir, jessy_storage::Store) {
         let dir = tempfile::tempdir().unwrap();
         let config = jessy_storage::Config::default()
             .base_path(dir.path())
             .durability(jessy_storage::Durability::None)
-            .max_size(4 << 20);
+            .max_size(max_size);
         let store = jessy_storage::Store::open_config(config).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_page_past_the_inline_budget_goes_on_where_it_stopped() {
+        let (_dir, store) = store(4 << 20);
         let dim = store.get_dimension("default").unwrap();
         let value = "v".repeat(10 << 10);
         for i in 0..60 {
@@ -523,12 +529,7 @@ mod tests {
 
     #[test]
     fn a_page_ends_at_its_byte_limit_with_a_cursor_after_the_last_item() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = jessy_storage::Config::default()
-            .base_path(dir.path())
-            .durability(jessy_storage::Durability::None)
-            .max_size(32 << 20);
-        let store = jessy_storage::Store::open_config(config).unwrap();
+        let (_dir, store) = store(32 << 20);
         let dim = store.get_dimension("default").unwrap();
         // Two values reach MAX_PAGE_BYTES; the third goes to the next page.
         let value = "v".repeat(MAX_PAGE_BYTES / 2);
