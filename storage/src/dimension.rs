@@ -1902,7 +1902,7 @@ impl DimInner {
             self.state.write().ordered.fold();
         }
         // Changes that stopped coming: merged, so that scans read the base alone.
-        self.state.write().ordered.merge_if_idle();
+        self.state.write().ordered.merge_if_idle(crate::ordered::IDLE_MERGE_GAP);
         self.state.read().ordered.release_idle_spare(crate::ordered::SPARE_KEEP);
     }
 

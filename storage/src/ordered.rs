@@ -42,6 +42,11 @@ const BACKGROUND_MIN: usize = 1 << 16;
 /// replaced (see `Spare`), then freed.
 pub(crate) const SPARE_KEEP: Duration = Duration::from_secs(5);
 
+/// At most one merge of changes that stopped coming (`Ordered::merge_if_idle`) per this
+/// long: each copies the whole base (70 to 90 ms at a million keys), and a trickle of writes
+/// a few seconds apart would otherwise pay for one after every write.
+pub(crate) const IDLE_MERGE_GAP: Duration = Duration::from_secs(30);
+
 /// `set_sorted` inserts a batch more than this many times smaller than the delta key by
 /// key instead of appending it: appending copies the whole delta.
 const APPEND_RATIO: usize = 8;
@@ -223,6 +228,8 @@ pub(crate) struct Ordered {
     /// Calls that changed the delta, ever, and that count at the last `merge_if_idle`.
     changes: u64,
     changes_seen: u64,
+    /// When `merge_if_idle` last started a merge.
+    idle_merged: Option<Instant>,
 }
 
 /// The two large arrays of a retired base, emptied, with their capacity. A merge writes
@@ -494,6 +501,7 @@ impl Ordered {
             spare: Arc::default(),
             changes: 0,
             changes_seen: 0,
+            idle_merged: None,
         }
     }
 
@@ -634,14 +642,17 @@ impl Ordered {
     }
 
     /// Starts merging the waiting changes if nothing changed them since the last call (the
-    /// store's background thread calls this every tick). The delta is otherwise merged only
-    /// when full, so a dimension loaded and then only read kept up to an eighth of its keys
-    /// there, and every scan walked the base and the delta side by side instead of reading
-    /// the base in place (`view`).
-    pub fn merge_if_idle(&mut self) {
+    /// store's background thread calls this every tick with `IDLE_MERGE_GAP`) and no such
+    /// merge started within `gap`. The delta is otherwise merged only when full, so a
+    /// dimension loaded and then only read kept up to an eighth of its keys there, and every
+    /// scan walked the base and the delta side by side instead of reading the base in place
+    /// (`view`).
+    pub fn merge_if_idle(&mut self, gap: Duration) {
         let idle = self.changes == self.changes_seen;
         self.changes_seen = self.changes;
-        if idle && self.merging.is_none() && !self.delta.is_empty() {
+        let due = self.idle_merged.is_none_or(|at| at.elapsed() >= gap);
+        if idle && due && self.merging.is_none() && !self.delta.is_empty() {
+            self.idle_merged = Some(Instant::now());
             self.start_merge(None);
         }
     }
@@ -1235,22 +1246,31 @@ mod tests {
         o.set_sorted((0..5u8).map(|i| (key(i), Some(loc(i.into())))));
         o.set(key(9), Some(loc(9)));
         let full = |o: &Ordered| o.view(Bound::Unbounded, Bound::Unbounded, false, usize::MAX).is_some();
+        let gap = Duration::from_secs(3600);
         // Changed since the last look: not idle yet.
-        o.merge_if_idle();
+        o.merge_if_idle(gap);
         assert_eq!(o.delta.len(), 6);
         o.set(key(5), None);
-        o.merge_if_idle();
+        o.merge_if_idle(gap);
         assert_eq!(o.delta.len(), 7);
         assert!(!full(&o), "scans overlay the delta");
         // Nothing changed since: merged (a small base, in place).
-        o.merge_if_idle();
+        o.merge_if_idle(gap);
         assert!(o.delta.is_empty() && o.merging.is_none());
         assert!(full(&o), "scans read the base alone");
         let mut got = Vec::new();
         o.for_each(|k, l| got.push((k[0], l.off)));
         assert_eq!(got, [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (9, 9)]);
         // Idle and nothing waits: nothing to do.
-        o.merge_if_idle();
+        o.merge_if_idle(gap);
         assert_eq!(o.base.entries.len(), 6);
+        // Idle again after a change, but within the gap since the last idle merge: it waits.
+        o.set(key(7), Some(loc(7)));
+        o.merge_if_idle(gap);
+        o.merge_if_idle(gap);
+        assert_eq!(o.delta.len(), 1);
+        o.merge_if_idle(Duration::ZERO);
+        assert!(o.delta.is_empty());
+        assert_eq!(o.base.entries.len(), 7);
     }
 }
