@@ -536,8 +536,7 @@ impl Dimension {
 
     /// True when `key` has a value.
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        self.inner.check_live()?;
-        Ok(self.inner.points.loc(key.as_ref()).is_some())
+        Ok(self.version(key)?.is_some())
     }
 
     /// Removes `key` (not an error if it has no value); returns the write's version.

@@ -117,7 +117,7 @@ fn listed_versions(text: &str) -> Option<Vec<Version>> {
         if inner.contains('"') {
             return None;
         }
-        versions.extend(parse_etag(opaque));
+        versions.extend(inner.parse::<Version>().ok());
     }
     Some(versions)
 }
