@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let store = args.store.open(Need::Existing)?;
     let dim = existing_dimension(&store, &args.dim)?;
     let name = dim.name();
-    let iter = match prefix {
+    let mut iter = match prefix {
         Some(p) => dim.prefix(p),
         None => {
             let lo = start.map_or(Bound::Unbounded, Bound::Included);
@@ -58,28 +58,35 @@ pub fn run(args: Args) -> Result<(), Failure> {
             dim.range::<Vec<u8>, _>((lo, hi))
         }
     };
-    let iter: Box<dyn Iterator<Item = _>> = if args.reverse { Box::new(iter.rev()) } else { Box::new(iter) };
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut out = BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     let mut line = String::new();
-    for item in iter.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+    for _ in 0..limit {
+        // Keys only: the engine lists them from its index without reading the values.
+        let next = match (args.reverse, args.keys_only) {
+            (false, false) => iter.next_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
+            (true, false) => iter.next_back_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
+            (false, true) => iter.next_key().map(|e| e.map(|(key, _)| (key, None))),
+            (true, true) => iter.next_back_key().map(|e| e.map(|(key, _)| (key, None))),
+        };
+        let Some(item) = next else { break };
         let (key, value) = item.map_err(engine)?;
         line.clear();
         if args.json {
             line.push_str("{\"dim\":");
             push_json_string(&mut line, &name);
             line.push(',');
-            push_json_field(&mut line, "key", &key);
-            if !args.keys_only {
+            push_json_field(&mut line, "key", key);
+            if let Some(value) = &value {
                 line.push(',');
-                push_json_field(&mut line, "value", &value);
+                push_json_field(&mut line, "value", value);
             }
             line.push('}');
         } else {
-            line.push_str(&escape(&key));
-            if !args.keys_only {
+            line.push_str(&escape(key));
+            if let Some(value) = &value {
                 line.push('\t');
-                line.push_str(&escape(&value));
+                line.push_str(&escape(value));
             }
         }
         line.push('\n');

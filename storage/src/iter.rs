@@ -38,6 +38,9 @@ const MAX_HINT: usize = 1024;
 /// tables for) entries it never reads, and within what the CPU keeps in flight.
 const AHEAD: usize = 8;
 
+/// At most this many bytes of an entry are prefetched (see `Layers::prefetch`).
+const PREFETCH_MAX: usize = 1 << 10;
+
 /// A key and where its value was when the batch was copied: a slot of `Iter::layers` and
 /// the location in it. The value is read and verified only when handed out, so a short
 /// scan does not pay for the whole batch. Keys up to 32 bytes stay inline (no allocation).
@@ -133,6 +136,9 @@ pub struct Iter {
     layers: Layers,
     /// The key of the entry `next_borrowed` or `next_back_borrowed` returned last.
     lent: IndexKey,
+    /// Whether the caller reads values (the last call was not `next_key`): only then are they
+    /// prefetched.
+    reads_values: bool,
 }
 
 /// The snapshots of the dimension's layers (`State::layers`) that copied entries point
@@ -164,6 +170,7 @@ impl Iter {
             batch: FIRST_BATCH,
             layers: Layers::default(),
             lent: IndexKey::new(),
+            reads_values: true,
         }
     }
 
@@ -232,8 +239,10 @@ impl Iter {
             self.exhausted = true;
             return;
         }
-        for i in 0..AHEAD {
-            layers.prefetch(batch.nearest(from_back, i, layers));
+        if self.reads_values {
+            for i in 0..AHEAD {
+                layers.prefetch(batch.nearest(from_back, i, layers));
+            }
         }
         let Some(last) = batch.farthest_key(from_back) else { return };
         let end = if from_back { &mut self.hi } else { &mut self.lo };
@@ -303,6 +312,39 @@ impl Iter {
         self.next_lent(true)
     }
 
+    /// The next key from the front and its value's version, lent as by
+    /// [`next_ref`](Iter::next_ref), without reading the value: both come from the index
+    /// alone, as [`Dimension::version`](crate::Dimension::version) answers. Listing keys then
+    /// costs the same whatever the size of their values, and touches no log page. A key
+    /// whose value is damaged is listed all the same; reading the value reports the damage.
+    /// The same keys in the same order as [`next`](Iterator::next), and the two can be mixed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = jessy_storage::Store::open(dir.path())?;
+    /// let d = store.dimension("default")?;
+    /// d.put("user:1", vec![0u8; 1 << 20])?;
+    /// d.put("user:2", "grace")?;
+    /// let mut keys = Vec::new();
+    /// let mut iter = d.prefix("user:");
+    /// while let Some(entry) = iter.next_key() {
+    ///     let (key, _version) = entry?;
+    ///     keys.push(String::from_utf8_lossy(key).into_owned());
+    /// }
+    /// assert_eq!(keys, ["user:1", "user:2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn next_key(&mut self) -> Option<Result<(&[u8], Version)>> {
+        self.next_key_lent(false)
+    }
+
+    /// [`next_key`](Iter::next_key) from the back.
+    #[inline]
+    pub fn next_back_key(&mut self) -> Option<Result<(&[u8], Version)>> {
+        self.next_key_lent(true)
+    }
+
     /// Refills the batch of one end if it is used up.
     fn fill(&mut self, from_back: bool) {
         if (if from_back { &self.back } else { &self.front }).is_empty() {
@@ -313,10 +355,11 @@ impl Iter {
     /// The next entry from one end, its key and value lent (see `next_ref`).
     #[inline]
     fn next_lent(&mut self, from_back: bool) -> Option<Result<(&[u8], ValueRef<'_>)>> {
+        self.reads_values = true;
         self.fill(from_back);
         let Iter { front, back, layers, lent, .. } = self;
         let (near, far) = if from_back { (back, front) } else { (front, back) };
-        Some(match take(near, far, from_back, layers)? {
+        Some(match take(near, far, from_back, Some(layers))? {
             Taken::Copied((_, Err(e))) => Err(e),
             Taken::Copied((key, Ok((slot, loc)))) => match layers.read(&key, slot, &loc) {
                 Ok(value) => {
@@ -329,14 +372,32 @@ impl Iter {
         })
     }
 
+    /// The next key from one end and its version, the key lent (see `next_key`).
+    #[inline]
+    fn next_key_lent(&mut self, from_back: bool) -> Option<Result<(&[u8], Version)>> {
+        self.reads_values = false;
+        self.fill(from_back);
+        let Iter { front, back, lent, .. } = self;
+        let (near, far) = if from_back { (back, front) } else { (front, back) };
+        Some(match take(near, far, from_back, None)? {
+            Taken::Copied((_, Err(e))) => Err(e),
+            Taken::Copied((key, Ok((_, loc)))) => {
+                *lent = key;
+                Ok((&lent[..], Version(loc.seq)))
+            }
+            Taken::Shared((key, loc), _) => Ok((&key[..], Version(loc.seq))),
+        })
+    }
+
     /// The next entry from one end, its key copied.
     #[inline]
     fn next_owned(&mut self, from_back: bool) -> Option<Result<(Vec<u8>, Value)>> {
+        self.reads_values = true;
         self.fill(from_back);
         let Iter { front, back, layers, .. } = self;
         let (near, far) = if from_back { (back, front) } else { (front, back) };
         // As `next_lent`, but a copied key is handed over (`into_vec`) instead of lent.
-        Some(match take(near, far, from_back, layers)? {
+        Some(match take(near, far, from_back, Some(layers))? {
             Taken::Copied((_, Err(e))) => Err(e),
             Taken::Copied((key, Ok((slot, loc)))) => {
                 layers.read(&key, slot, &loc).map(|value| (key.into_vec(), value.to_value()))
@@ -350,11 +411,13 @@ impl Iter {
 
 /// Takes the next entry for one end from its batch (`near`) or, once that is used up, the
 /// farthest of the other end's (`far`): when the middle is used up, what the other end took
-/// is next in line. Also asks for the value `AHEAD` entries on (`AHEAD` from the nearest now
-/// is `AHEAD - 1` from the next one).
+/// is next in line. Given the layers (the caller reads values), also asks for the value
+/// `AHEAD` entries on (`AHEAD` from the nearest now is `AHEAD - 1` from the next one).
 #[inline(always)]
-fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: &Layers) -> Option<Taken<'a>> {
-    layers.prefetch(near.nearest(from_back, AHEAD, layers));
+fn take<'a>(near: &'a mut Batch, far: &'a mut Batch, from_back: bool, layers: Option<&Layers>) -> Option<Taken<'a>> {
+    if let Some(layers) = layers {
+        layers.prefetch(near.nearest(from_back, AHEAD, layers));
+    }
     near.pop(from_back, false).or_else(|| far.pop(!from_back, true))
 }
 
@@ -404,9 +467,11 @@ impl Layers {
         let Some((slot, loc)) = entry else { return };
         let map = &self.get(slot).2;
         let start = (loc.off as usize).min(map.len());
-        let end = (start + loc.size as usize).min(map.len());
+        let end = (start + (loc.size as usize).min(PREFETCH_MAX)).min(map.len());
         // Every line of the entry, the last one too: an entry rarely starts on a line
-        // boundary, and its checksum reads it to the end.
+        // boundary, and its checksum reads it to the end. Of a long entry only the start:
+        // the CPU's own prefetcher follows a sequential read, and AHEAD entries of a few
+        // MiB each would push out of the cache what the scan is reading now.
         prefetch_slice(&map[start..end]);
     }
 

@@ -55,6 +55,40 @@ fn bad_input_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn keys_are_listed_from_the_index_without_reading_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    let v1 = d.put(b"a", b"first value").unwrap();
+    let v2 = d.put(b"b", b"DAMAGE-ME").unwrap();
+    let v3 = d.put(b"c", b"third value").unwrap();
+    // Flip a byte of b's value in the log: its checksum no longer holds.
+    let region = dir.path().join("consciousness/D01/region.mmap");
+    let mut bytes = std::fs::read(&region).unwrap();
+    let at = bytes.windows(9).position(|w| w == b"DAMAGE-ME").unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&region, &bytes).unwrap();
+
+    let mut keys = Vec::new();
+    let mut it = d.range::<&[u8], _>(..);
+    while let Some(entry) = it.next_key() {
+        let (key, version) = entry.unwrap();
+        keys.push((key.to_vec(), version));
+    }
+    let want = vec![(b"a".to_vec(), v1), (b"b".to_vec(), v2), (b"c".to_vec(), v3)];
+    assert_eq!(keys, want, "every key with its version, the damaged one too");
+    let mut it = d.range::<&[u8], _>(..);
+    assert_eq!(it.next_back_key().unwrap().unwrap(), (&b"c"[..], v3));
+    assert_eq!(it.next_back_key().unwrap().unwrap(), (&b"b"[..], v2));
+
+    // Reading the value reports the damage.
+    let mut it = d.range::<&[u8], _>(..);
+    assert!(it.next_ref().unwrap().is_ok());
+    assert_eq!(it.next_ref().unwrap().unwrap_err().code(), "corruption");
+    assert_eq!(d.get(b"b").unwrap_err().code(), "corruption");
+}
+
+#[test]
 fn conditional_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Config::default());

@@ -11,7 +11,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use jessy_storage::io::{FaultyIo, Io};
-use jessy_storage::{Config, Durability, Store, WriteBatch};
+use jessy_storage::{Config, Dimension, Durability, Store, Version, WriteBatch};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -87,17 +87,21 @@ fn collect(
 
 /// Every entry of `it` in key order, taken with the lending calls: from the front, from the
 /// back, or alternating between the two ends as the bits of `pattern` say, and the value
-/// lent too (`next_ref`) or not (`next_borrowed`) as other bits of it say.
-fn collect_borrowed(mut it: jessy_storage::Iter, pattern: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// lent too (`next_ref`), not (`next_borrowed`), or not read at all (`next_key`, the value
+/// then read with `d.get`, whose version must be the one `next_key` gave) as other bits of it
+/// say.
+fn collect_borrowed(d: &Dimension, mut it: jessy_storage::Iter, pattern: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (mut front, mut back) = (Vec::new(), Vec::new());
     for i in 0.. {
         let from_back = pattern >> (i % 32) & 1 == 1;
-        let value_lent = pattern >> ((i + 11) % 32) & 1 == 1;
-        let next = match (from_back, value_lent) {
-            (false, false) => it.next_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
-            (true, false) => it.next_back_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
-            (false, true) => it.next_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
-            (true, true) => it.next_back_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+        let how = (pattern >> ((i + 11) % 32) & 1) + 2 * (pattern >> ((i + 23) % 32) & 1);
+        let next = match (from_back, how) {
+            (false, 0) => it.next_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (true, 0) => it.next_back_borrowed().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (false, 1) => it.next_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (true, 1) => it.next_back_ref().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            (false, _) => it.next_key().map(|e| e.map(|(k, version)| value_of(d, k, version))),
+            (true, _) => it.next_back_key().map(|e| e.map(|(k, version)| value_of(d, k, version))),
         };
         let Some(entry) = next else { break };
         let pair = entry.expect("scan");
@@ -109,6 +113,13 @@ fn collect_borrowed(mut it: jessy_storage::Iter, pattern: u32) -> Vec<(Vec<u8>, 
     }
     front.extend(back.into_iter().rev());
     front
+}
+
+/// The key and its value, read with `get`, which must find the version `next_key` gave.
+fn value_of(d: &Dimension, key: &[u8], version: Version) -> (Vec<u8>, Vec<u8>) {
+    let value = d.get(key).expect("get").expect("a key the scan listed");
+    assert_eq!(value.version(), version, "next_key's version of {key:?}");
+    (key.to_vec(), value.to_vec())
 }
 
 fn run(steps: Vec<Step>, none: bool) -> Result<(), TestCaseError> {
@@ -188,7 +199,7 @@ fn run(steps: Vec<Step>, none: bool) -> Result<(), TestCaseError> {
                 // The lending calls, from either end, give the same entries.
                 let pattern = (u32::from(a) * 0x0101_0101) ^ (u32::from(b) << 3);
                 let pattern = if rev { !pattern } else { pattern };
-                let borrowed = collect_borrowed(d.range(lo.clone()..hi.clone()), pattern);
+                let borrowed = collect_borrowed(&d, d.range(lo.clone()..hi.clone()), pattern);
                 prop_assert_eq!(&borrowed, &want);
                 let want = if rev { want.into_iter().rev().collect() } else { want };
                 prop_assert_eq!(got, want);

@@ -255,7 +255,7 @@ pub(crate) async fn scan(State(state): State<AppState>, OriginalUri(uri): Origin
         // A page reads `limit` items and one more (to know whether there are more): fetched
         // from the index in one batch rather than in batches of 16, 32, 64.
         let iter = dim.range(range).batch_size(page.params.limit.unwrap_or(DEFAULT_LIMIT).saturating_add(1));
-        let mut entries = Entries { iter, reverse: page.params.reverse };
+        let mut entries = Entries { iter, reverse: page.params.reverse, keys_only: page.params.keys_only };
         // A short page (the usual one) is read right here: that costs less than the hop to
         // the blocking pool and back. An item that would take it past INLINE_BYTES, and the
         // rest, go to the blocking pool, so that large values do not hold up the other
@@ -277,18 +277,22 @@ const INLINE_BYTES: usize = 256 << 10;
 
 /// The entries of a scan, from the end the request reads from, each key and value lent by
 /// the engine's iterator (`next_ref`): no `Vec` per key, and no reference taken on the
-/// memory map per value.
+/// memory map per value. With `keys_only` the values are not read at all (`next_key`): a
+/// listing of keys costs the same whatever the size of their values.
 struct Entries {
     iter: jessy_storage::Iter,
     reverse: bool,
+    keys_only: bool,
 }
 
 impl Entries {
-    fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], ValueRef<'_>)>> {
-        if self.reverse {
-            self.iter.next_back_ref()
-        } else {
-            self.iter.next_ref()
+    fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], Option<ValueRef<'_>>)>> {
+        let iter = &mut self.iter;
+        match (self.reverse, self.keys_only) {
+            (false, false) => iter.next_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
+            (true, false) => iter.next_back_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
+            (false, true) => iter.next_key().map(|e| e.map(|(key, _)| (key, None))),
+            (true, true) => iter.next_back_key().map(|e| e.map(|(key, _)| (key, None))),
         }
     }
 }
@@ -302,7 +306,7 @@ struct Page {
     bytes: usize,
     more: bool,
     /// An entry read but left for the next [`Page::fill`]: it would have gone past the budget.
-    held: Option<(Vec<u8>, jessy_storage::Value)>,
+    held: Option<(Vec<u8>, Option<jessy_storage::Value>)>,
 }
 
 impl Page {
@@ -317,7 +321,7 @@ impl Page {
     fn fill(&mut self, entries: &mut Entries, budget: usize) -> Result<bool, ApiError> {
         let mut spent = 0usize;
         if let Some((key, value)) = self.held.take() {
-            match self.add(&key, &value, budget, &mut spent)? {
+            match self.add(&key, value.as_deref(), budget, &mut spent)? {
                 Some(false) => self.held = Some((key, value)),
                 Some(true) => return Ok(true),
                 None => {}
@@ -326,9 +330,9 @@ impl Page {
         while self.held.is_none() {
             let Some(entry) = entries.next() else { return Ok(true) };
             let (key, value) = entry?;
-            match self.add(key, &value, budget, &mut spent)? {
+            match self.add(key, value.as_deref(), budget, &mut spent)? {
                 // Kept as a `Value` of its own: the iterator lends it only until its next call.
-                Some(false) => self.held = Some((key.to_vec(), value.to_value())),
+                Some(false) => self.held = Some((key.to_vec(), value.map(|v| v.to_value()))),
                 Some(true) => return Ok(true),
                 None => {}
             }
@@ -336,21 +340,28 @@ impl Page {
         Ok(false)
     }
 
-    /// Adds one entry; `Some(full)` when `fill` must stop (see there): `Some(false)` when
-    /// the entry did not fit in `budget` and was not added, for `fill` to hold.
-    fn add(&mut self, key: &[u8], value: &[u8], budget: usize, spent: &mut usize) -> Result<Option<bool>, ApiError> {
+    /// Adds one entry (`value` is `None` with `keys_only`); `Some(full)` when `fill` must
+    /// stop (see there): `Some(false)` when the entry did not fit in `budget` and was not
+    /// added, for `fill` to hold.
+    fn add(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        budget: usize,
+        spent: &mut usize,
+    ) -> Result<Option<bool>, ApiError> {
         if self.full() {
             self.more = true;
             // The entry read past the end is dropped: the cursor starts after `last_key`.
             return Ok(Some(true));
         }
-        let size = key.len() + if self.params.keys_only { 0 } else { value.len() };
+        let size = key.len() + value.map_or(0, <[u8]>::len);
         if size > budget - *spent {
             return Ok(Some(false));
         }
         *spent += size;
         self.bytes += size;
-        self.writer.item(key, if self.params.keys_only { None } else { Some(value) })?;
+        self.writer.item(key, value)?;
         // Only the key that fills the page is kept (copied now: the iterator lends it only
         // until its next call), not a copy of every item's key.
         if self.full() {
@@ -499,11 +510,11 @@ mod tests {
         for (limit, items, cursor) in [(None, 60, false), (Some(45), 45, true)] {
             let params = || Params { limit: limit.or(Some(1000)), ..Params::default() };
             let mut whole = Page::new(params());
-            let mut all = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+            let mut all = Entries { iter: dim.range::<&[u8], _>(..), reverse: false, keys_only: false };
             assert!(whole.fill(&mut all, usize::MAX).unwrap());
             // As the handler does: up to INLINE_BYTES, then the rest with the same iterator.
             let mut split = Page::new(params());
-            let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+            let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false, keys_only: false };
             assert!(!split.fill(&mut entries, INLINE_BYTES).unwrap());
             assert!(split.writer.items < 30, "{}", split.writer.items);
             assert!(split.fill(&mut entries, usize::MAX).unwrap());
@@ -517,7 +528,7 @@ mod tests {
         // One value larger than the budget: nothing is written inline, all of it after.
         dim.put("k000", "w".repeat(INLINE_BYTES + 1)).unwrap();
         let mut split = Page::new(Params { limit: Some(2), ..Params::default() });
-        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false, keys_only: false };
         assert!(!split.fill(&mut entries, INLINE_BYTES).unwrap());
         assert_eq!(split.writer.items, 0);
         assert!(split.fill(&mut entries, usize::MAX).unwrap());
@@ -537,12 +548,36 @@ mod tests {
             dim.put(key, &value).unwrap();
         }
         let mut page = Page::new(Params { limit: Some(10), ..Params::default() });
-        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false };
+        let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false, keys_only: false };
         assert!(page.fill(&mut entries, usize::MAX).unwrap());
         let page: ScanPage = serde_json::from_slice(&page.finish()).unwrap();
         assert_eq!(page.items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let cursor = Cursor::decode(page.next_cursor.unwrap().as_bytes()).unwrap();
         assert_eq!(cursor, Cursor { reverse: false, key: b"b".to_vec() });
+    }
+
+    #[test]
+    fn a_keys_only_page_does_not_read_the_values() {
+        let (dir, store) = store(4 << 20);
+        let dim = store.get_dimension("default").unwrap();
+        for key in ["a", "b", "c"] {
+            dim.put(key, format!("value of {key}")).unwrap();
+        }
+        // Damage b's value in the log: only a page that reads it meets the damage.
+        let region = dir.path().join("consciousness/D01/region.mmap");
+        let mut bytes = std::fs::read(&region).unwrap();
+        let at = bytes.windows(10).position(|w| w == b"value of b").unwrap();
+        bytes[at] ^= 0x20;
+        std::fs::write(&region, &bytes).unwrap();
+        let page = |keys_only| {
+            let mut page = Page::new(Params { keys_only, ..Params::default() });
+            let mut entries = Entries { iter: dim.range::<&[u8], _>(..), reverse: false, keys_only };
+            page.fill(&mut entries, usize::MAX).map(|_| page.finish())
+        };
+        let listed: ScanPage = serde_json::from_slice(&page(true).unwrap()).unwrap();
+        assert_eq!(listed.items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(listed.items.iter().all(|i| i.value.is_none()));
+        assert_eq!(page(false).unwrap_err().code, "corruption");
     }
 
     #[test]
