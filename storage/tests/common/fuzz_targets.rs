@@ -174,9 +174,11 @@ fn exercise(dir: &Path, salvage: bool) {
     };
     let mut seen = Vec::new();
     for d in store.dimensions() {
+        let mut read = Vec::new();
         for item in d.iter() {
             match item {
                 Ok((k, v)) => {
+                    read.push((k.clone(), v.version()));
                     // A point read of a key the scan returned agrees, or reports damage.
                     match d.get(&k) {
                         Ok(Some(g)) => assert_eq!(&g[..], &v[..], "get and scan disagree"),
@@ -189,6 +191,21 @@ fn exercise(dir: &Path, salvage: bool) {
                 Err(Error::Corruption { .. }) => {}
                 Err(e) => panic!("scan failed with an unexpected error: {e}"),
             }
+        }
+        // The keys-only listing (the index alone) holds every key the scan read, with the
+        // version of the value read, in the same order.
+        let mut listed = Vec::new();
+        let mut keys = d.iter();
+        while let Some(item) = keys.next_key() {
+            match item {
+                Ok((k, version)) => listed.push((k.to_vec(), version)),
+                Err(Error::Corruption { .. }) => {}
+                Err(e) => panic!("keys-only listing failed with an unexpected error: {e}"),
+            }
+        }
+        assert!(listed.windows(2).all(|w| w[0].0 < w[1].0), "keys-only listing out of order");
+        for entry in &read {
+            assert!(listed.binary_search(entry).is_ok(), "scan read {entry:?}, the keys-only listing lacks it");
         }
         let _ = d.stats();
     }
