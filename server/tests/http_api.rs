@@ -223,6 +223,50 @@ fn both_write_paths() -> [App; 2] {
     [app(), app_full(|c| c.durability(Durability::Immediate), |_| {}, Router::new())]
 }
 
+/// A read with `If-None-Match` naming the current version is answered from the index: 304
+/// without reading the value, which a damaged value shows (any read that sends it reports
+/// the damage).
+#[tokio::test]
+async fn a_read_revalidated_by_its_etag_does_not_read_the_value() {
+    let app = app();
+    let uri = "/v1/dimensions/default/keys/cached";
+    let old = app.put(uri, "first").await.header("etag").unwrap().to_string();
+    let current = app.put(uri, "DAMAGE-ME").await.header("etag").unwrap().to_string();
+    let region = app.data_dir().join("consciousness/D01/region.mmap");
+    let mut bytes = std::fs::read(&region).unwrap();
+    let at = bytes.windows(9).position(|w| w == b"DAMAGE-ME").unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&region, &bytes).unwrap();
+
+    let with = |method: Method, tags: &str| {
+        Request::builder().method(method).uri(uri).header("if-none-match", tags).body(Body::empty()).unwrap()
+    };
+    for method in [Method::GET, Method::HEAD] {
+        for tags in [current.clone(), format!("{old}, W/{current}"), "*".to_string()] {
+            let r = app.send(with(method.clone(), &tags)).await;
+            assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{method} {tags}");
+            assert_eq!(r.header("etag"), Some(current.as_str()), "{method} {tags}");
+        }
+        // Any read that would send the value reports the damage.
+        let r = app.send(with(method.clone(), &old)).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{method} with an old tag");
+        let r = app.call(method.clone(), uri, Body::empty()).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{method} without a tag");
+    }
+    app.get(uri).await.problem(500, "corruption");
+    // An absent key is 404 whatever the tags.
+    let r = app
+        .send(
+            Request::builder()
+                .uri("/v1/dimensions/default/keys/none")
+                .header("if-none-match", "*")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    r.problem(404, "key_not_found");
+}
+
 #[tokio::test]
 async fn conditional_writes() {
     for app in both_write_paths() {

@@ -149,16 +149,44 @@ fn not_modified(headers: &HeaderMap, version: Version) -> bool {
     entity_tags(text).any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
 }
 
+/// What a read of a key answers with.
+enum Read {
+    /// The client's copy is current (`If-None-Match` names this version): 304.
+    Current(Version),
+    Value(jessy_storage::Value),
+}
+
 /// Reads a key on the worker thread itself, not on the blocking pool: a read takes a read
 /// lock, looks the key up in memory and checksums the value in the memory map; it never
 /// waits for a writer's `fdatasync` nor for a compaction. Only a page fault on a cold map
 /// may touch the disk, which costs about what the hop to the blocking pool costs anyway
 /// (two thread wake-ups per request; measured in docs/BENCHMARKS.md, `## HTTP`).
-fn read(state: &AppState, raw_path: &str) -> Result<jessy_storage::Value, ApiError> {
+///
+/// A request with `If-None-Match` first looks up the key's version in the index alone
+/// (`Dimension::version`): a cache revalidating its copy then costs no value read, however
+/// large the value. So a value damaged on disk is not reported to a client whose copy (read
+/// while it was whole) is current; any read that would send it reports the damage.
+fn read(state: &AppState, raw_path: &str, headers: &HeaderMap) -> Result<Read, ApiError> {
     let KeyPath { dim, key } = parse_key_path(raw_path)?;
     check_key(&key)?;
-    let value = state.store.get_dimension(&dim)?.get(&key)?;
-    value.ok_or_else(ApiError::key_not_found)
+    let dim = state.store.get_dimension(&dim)?;
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        if let Some(version) = dim.version(&key)? {
+            if not_modified(headers, version) {
+                return Ok(Read::Current(version));
+            }
+        }
+    }
+    let value = dim.get(&key)?.ok_or_else(ApiError::key_not_found)?;
+    // A write between the two lookups may have stored a version the client has (`*`).
+    if not_modified(headers, value.version()) {
+        return Ok(Read::Current(value.version()));
+    }
+    Ok(Read::Value(value))
+}
+
+fn not_modified_response(version: Version) -> Response {
+    (StatusCode::NOT_MODIFIED, [(header::ETAG, etag(version))]).into_response()
 }
 
 fn value_head(value: &jessy_storage::Value) -> [(header::HeaderName, HeaderValue); 3] {
@@ -200,10 +228,10 @@ pub(crate) async fn get(
 /// The whole of `GET`, which never waits: also called directly, without the router, by the
 /// fast path for keys (`request_id.rs`), as `put` and `delete` are.
 pub(crate) fn get_now(state: &AppState, raw_path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let value = read(state, raw_path)?;
-    if not_modified(headers, value.version()) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
-    }
+    let value = match read(state, raw_path, headers)? {
+        Read::Current(version) => return Ok(not_modified_response(version)),
+        Read::Value(value) => value,
+    };
     let head = value_head(&value);
     // Zero-copy: the body borrows the memory map through the value.
     Ok((StatusCode::OK, head, Body::from(Bytes::from_owner(value))).into_response())
@@ -233,11 +261,10 @@ pub(crate) async fn head(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let value = read(&state, uri.path())?;
-    if not_modified(&headers, value.version()) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(value.version()))]).into_response());
+    match read(&state, uri.path(), &headers)? {
+        Read::Current(version) => Ok(not_modified_response(version)),
+        Read::Value(value) => Ok((StatusCode::OK, value_head(&value)).into_response()),
     }
-    Ok((StatusCode::OK, value_head(&value)).into_response())
 }
 
 /// Stores a value (the raw request body). `If-Match: "<version>"` (or a list of them) writes

@@ -79,6 +79,11 @@ pub fn app_full(
 }
 
 impl App {
+    /// The store's data directory (`MMAP_BASE_PATH`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(req).await.expect("infallible");
         let (parts, body) = response.into_parts();
