@@ -63,13 +63,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut line = String::new();
     for _ in 0..limit {
         // Keys only: the engine lists them from its index without reading the values.
-        let next = match (args.reverse, args.keys_only) {
-            (false, false) => iter.next_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
-            (true, false) => iter.next_back_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
-            (false, true) => iter.next_key().map(|e| e.map(|(key, _)| (key, None))),
-            (true, true) => iter.next_back_key().map(|e| e.map(|(key, _)| (key, None))),
-        };
-        let Some(item) = next else { break };
+        let Some(item) = iter.next_entry_ref(args.reverse, !args.keys_only) else { break };
         let (key, value) = item.map_err(engine)?;
         line.clear();
         if args.json {

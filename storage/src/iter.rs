@@ -345,6 +345,24 @@ impl Iter {
         self.next_key_lent(true)
     }
 
+    /// The lending calls chosen at run time, for a caller whose direction and need of values
+    /// are parameters (a scan request, a command-line flag): the next entry from the back
+    /// (`from_back`) or the front, its value lent as by [`next_ref`](Iter::next_ref), or, when
+    /// `with_value` is false, not read at all (`None` in its place, as by
+    /// [`next_key`](Iter::next_key)).
+    #[inline]
+    pub fn next_entry_ref(
+        &mut self,
+        from_back: bool,
+        with_value: bool,
+    ) -> Option<Result<(&[u8], Option<ValueRef<'_>>)>> {
+        if with_value {
+            self.next_lent(from_back).map(|e| e.map(|(key, value)| (key, Some(value))))
+        } else {
+            self.next_key_lent(from_back).map(|e| e.map(|(key, _)| (key, None)))
+        }
+    }
+
     /// Refills the batch of one end if it is used up.
     fn fill(&mut self, from_back: bool) {
         if (if from_back { &self.back } else { &self.front }).is_empty() {

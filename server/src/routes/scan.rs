@@ -287,13 +287,7 @@ struct Entries {
 
 impl Entries {
     fn next(&mut self) -> Option<jessy_storage::Result<(&[u8], Option<ValueRef<'_>>)>> {
-        let iter = &mut self.iter;
-        match (self.reverse, self.keys_only) {
-            (false, false) => iter.next_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
-            (true, false) => iter.next_back_ref().map(|e| e.map(|(key, value)| (key, Some(value)))),
-            (false, true) => iter.next_key().map(|e| e.map(|(key, _)| (key, None))),
-            (true, true) => iter.next_back_key().map(|e| e.map(|(key, _)| (key, None))),
-        }
+        self.iter.next_entry_ref(self.reverse, !self.keys_only)
     }
 }
 
