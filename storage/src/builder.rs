@@ -119,7 +119,13 @@ impl<F: FnMut() -> u32> LayerBuilder<F> {
         let path = self.dir.join(format!("L{layer_id:08}.mmap"));
         let _ = self.io.remove_file(&path);
         let file = self.io.open(&path, true).map_err(Error::io("create", &path))?;
-        let header = FileHeader { kind: FileKind::Log, dimension_id: self.dimension_id, layer_id }.encode();
+        let header = FileHeader {
+            kind: FileKind::Log,
+            version: crate::FORMAT_VERSION,
+            dimension_id: self.dimension_id,
+            layer_id,
+        }
+        .encode();
         file.write_all_at(&header, 0).map_err(Error::io("write", &path))?;
         self.current = Some(OpenFile {
             layer_id,

@@ -346,6 +346,10 @@ pub(crate) struct Writer {
     lost: Vec<(std::ops::RangeInclusive<u64>, Option<i32>, String)>,
     /// Allocated length of the region file.
     capacity: u64,
+    /// Bytes of the region that a finished `fdatasync` covered (0: none known yet). The
+    /// frame written at exactly this offset gets the synced-before bit (`append_as`,
+    /// `write_queued`), which lets recovery tell damage from a torn tail.
+    synced_end: u64,
     next_seq: u64,
     pub written_seq: u64,
     synced_seq: u64,
@@ -801,7 +805,12 @@ impl DimInner {
                 w.queued_from = seq;
             }
             w.queued.extend_from_slice(frame.bytes());
-        } else if let Err(e) = w.region.file.write_all_at(frame.bytes(), at) {
+        } else if let Err(e) = {
+            if w.synced_end == at && w.region.version >= 2 {
+                frame.mark_synced_before();
+            }
+            w.region.file.write_all_at(frame.bytes(), at)
+        } {
             // Nothing was acknowledged. Zero what may have landed, so the bytes cannot be
             // read back as a frame later; if even that fails, stop taking writes.
             let zeros = vec![0u8; frame.len()];
@@ -962,6 +971,7 @@ impl DimInner {
         }
         w.syncing = true;
         let target = w.written_seq;
+        let end = w.offset;
         let region = w.region.clone();
         self.prefetch_pending(&w);
         drop(w);
@@ -979,6 +989,10 @@ impl DimInner {
         match result {
             Ok(()) => {
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                // A seal while the lock was released switched regions: the offset was the old one's.
+                if Arc::ptr_eq(&w.region, &region) {
+                    w.synced_end = w.synced_end.max(end);
+                }
                 self.publish(&mut w, target);
             }
             Err(e) => {
@@ -1015,6 +1029,9 @@ impl DimInner {
             return Ok(());
         }
         let at = w.offset - w.queued.len() as u64;
+        if w.synced_end == at && w.region.version >= 2 {
+            crate::record::mark_synced_before(&mut w.queued);
+        }
         let Err(e) = w.region.file.write_all_at(&w.queued, at) else {
             w.queued.clear();
             return Ok(());
@@ -1089,6 +1106,7 @@ impl DimInner {
         if let Err(e) = w.region.file.sync_data() {
             return Err(self.turn_read_only(w, format!("fdatasync of {} failed: {e}", w.region.path().display())));
         }
+        w.synced_end = w.offset;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.publish(w, target);
         self.synced.notify_all();
@@ -1324,6 +1342,7 @@ impl DimInner {
         w.next_layer_id = fresh.layer_id + 1;
         w.region = fresh;
         w.offset = FILE_HEADER_LEN as u64;
+        w.synced_end = 0;
         w.capacity = self.shared.config.initial_size;
     }
 
@@ -1571,13 +1590,14 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     });
     runs.push(runs.last().map_or(0, |r| r.end)..sealed.len());
     build_index(&mut state, sealed, &runs);
+    // Asked before `check_torn_tail` and `scrub_tail` read the whole tail through the map:
+    // the file system counts reserved blocks whose pages are mapped as data.
+    let reserved_tail = shared.config.durability == Durability::Immediate
+        && matches!(region.file.first_hole(scan.end as u64), Ok(Some(_)));
+    check_torn_tail(shared, &region, &map, &scan)?;
     if let Some((at, reason)) = scan.stopped {
         tracing::warn!(file = %region.path().display(), offset = at, reason, "cut a torn tail off the active region");
     }
-    // Asked before `scrub_tail` reads the whole tail through the map: the file system counts
-    // reserved blocks whose pages are mapped as data.
-    let reserved_tail = shared.config.durability == Durability::Immediate
-        && matches!(region.file.first_hole(scan.end as u64), Ok(Some(_)));
     let scrubbed = region::scrub_tail(io, &region.path(), &map, scan.end)?;
     if scrubbed > 0 {
         tracing::info!(file = %region.path().display(), offset = scan.end, bytes = scrubbed, "zeroed bytes after the last whole record");
@@ -1586,6 +1606,15 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     if reserved_tail {
         region::write_reserved_tail(&region, scan.end as u64, capacity);
     }
+    // What the log holds may be only in the page cache (a process killed before its sync):
+    // synced now, the next frame can say that all before it is on disk.
+    let synced_end = match region.file.sync_data() {
+        Ok(()) => scan.end as u64,
+        Err(e) => {
+            tracing::warn!(file = %region.path().display(), error = %e, "could not sync the active region at open");
+            0
+        }
+    };
     let region = Arc::new(region);
     state.add_segment(region.clone());
 
@@ -1612,6 +1641,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             queued_from: 0,
             lost: Vec::new(),
             capacity,
+            synced_end,
             next_seq: max_seq + 1,
             written_seq: max_seq,
             synced_seq: max_seq,
@@ -1805,6 +1835,28 @@ fn sweep_layers_dir(shared: &Shared, paths: &DimPaths, manifest: &Manifest) -> R
 }
 
 /// Reconstructs a manifest from the files when `index.json` is missing or damaged.
+/// Where the replay of the active region stopped, a crash may have torn the last writes, or
+/// the disk may have damaged bytes that were synced long ago; cutting the log there is right
+/// only in the first case. A valid frame further on with the synced-before bit settles it:
+/// when it was written, everything before it, the stopping point included, was on disk
+/// whole, so the log is damaged there and the frames after it are acknowledged writes.
+/// That is corruption, reported; `Config::salvage` cuts the log anyway, and says how much
+/// it drops. (Without such a frame the stop is taken for a torn tail, as always: after a
+/// crash, unsynced frames may be missing or garbled in any pattern.)
+fn check_torn_tail(shared: &Shared, region: &Segment, map: &[u8], scan: &segment::Scan) -> Result<()> {
+    let Some(found) = segment::synced_frame_after(map, scan.end) else { return Ok(()) };
+    let reason = scan.stopped.map_or("zeros where a frame should start", |(_, reason)| reason);
+    let what = format!(
+        "{reason}, but the frame at offset {found} was written after this point had been synced: \
+         the log is damaged here, not torn by a crash, and the frames after it hold acknowledged writes"
+    );
+    if !shared.config.salvage {
+        return Err(Error::corruption(region.path(), scan.end as u64, what));
+    }
+    tracing::error!(file = %region.path().display(), offset = scan.end, reason = %what, "salvage: records after this offset are lost");
+    Ok(())
+}
+
 fn rebuild_manifest(shared: &Shared, paths: &DimPaths, id: u32) -> Result<Manifest> {
     let io = &*shared.io;
     let region = Segment::open(io, &paths.region(), id)?;

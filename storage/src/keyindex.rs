@@ -165,7 +165,9 @@ pub(crate) fn encode<'a>(
     items: impl IntoIterator<Item = KeyItem<'a>>,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&FileHeader { kind: FileKind::Keys, dimension_id, layer_id }.encode());
+    out.extend_from_slice(
+        &FileHeader { kind: FileKind::Keys, version: crate::FORMAT_VERSION, dimension_id, layer_id }.encode(),
+    );
     out.resize(FILE_HEADER_LEN + META_LEN, 0);
     let mut count = 0u32;
     for it in items {

@@ -72,8 +72,13 @@ pub use verify::{Problem, VerifyReport};
 /// The longest key the engine accepts: 4 KiB.
 pub const MAX_KEY_LEN: usize = 4096;
 
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes. Version 2 adds the synced-before bit to
+/// frame headers (docs/FORMAT.md); files of version 1 never have it set and are read as
+/// before, from [`OLDEST_FORMAT_VERSION`] on.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest on-disk format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// The decoders behind `Store::open`, reachable from outside the crate for fuzzing
 /// (`fuzz/` and `tests/fault_fuzz.rs`). Not an API: it may change at any time.

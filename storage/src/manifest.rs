@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{read_all, Io};
 use crate::layout::REGION_FILE;
-use crate::{Error, Result, FORMAT_VERSION};
+use crate::{Error, Result, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// The manifest of one dimension.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,9 +90,9 @@ impl Manifest {
     /// Parses and checks a manifest; the error says what is wrong.
     pub fn decode(bytes: &[u8]) -> std::result::Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("not a valid manifest: {e}"))?;
-        if m.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&m.format_version) {
             return Err(format!(
-                "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                "format version {} is not supported (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 m.format_version
             ));
         }

@@ -55,7 +55,7 @@ pub(crate) fn build(
 ) -> Result<(PathBuf, Arc<dyn IoFile>)> {
     let tmp = temp_dir.join(format!("region-D{dimension_id:02}-L{layer_id:08}-{}.tmp", unique()));
     let file = io.open(&tmp, true).map_err(Error::io("create", &tmp))?;
-    let header = FileHeader { kind: FileKind::Log, dimension_id, layer_id }.encode();
+    let header = FileHeader { kind: FileKind::Log, version: crate::FORMAT_VERSION, dimension_id, layer_id }.encode();
     let result = (|| {
         grow(&*file, size, durability).map_err(Error::io("allocate", &tmp))?;
         file.write_all_at(&header, 0).map_err(Error::io("write", &tmp))

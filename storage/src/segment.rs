@@ -12,12 +12,16 @@ use parking_lot::RwLock;
 use crate::io::{Io, IoFile};
 use crate::record::{
     decode_entry, decode_frame, Entry, FileHeader, FileKind, FrameHeader, Invalid, Kind, FILE_HEADER_LEN,
+    FRAME_HEADER_LEN,
 };
 use crate::value::ValueRef;
 use crate::{Error, Result, Value, Version};
 
 pub(crate) struct Segment {
     pub layer_id: u32,
+    /// The file's format version (its header's): frames get the synced-before bit only in
+    /// files of version 2 or later, which a build that does not know the bit refuses.
+    pub version: u32,
     pub file: Arc<dyn IoFile>,
     path: RwLock<PathBuf>,
     map: RwLock<Arc<Mmap>>,
@@ -38,6 +42,7 @@ impl Segment {
         }
         Ok(Segment {
             layer_id: header.layer_id,
+            version: header.version,
             file,
             path: RwLock::new(path.to_path_buf()),
             map: RwLock::new(Arc::new(map)),
@@ -118,6 +123,33 @@ pub(crate) struct Scan {
     pub stopped: Option<(usize, &'static str)>,
 }
 
+/// The offset of the first whole, valid frame after `from` whose synced-before bit is set
+/// (`record::SYNCED_BEFORE`), searching every byte offset: past a damaged frame, where the
+/// next one starts is not known. Runs of zeros are skipped, since a header is never all
+/// zeros; the bit is tested before any checksum, so most offsets cost one comparison. Only
+/// opening a region that did not end cleanly calls it (and once over its zeroed tail).
+pub(crate) fn synced_frame_after(log: &[u8], from: usize) -> Option<usize> {
+    let mut at = from.checked_add(1)?;
+    while at + FRAME_HEADER_LEN <= log.len() {
+        // The earliest header that is not all zeros starts within FRAME_HEADER_LEN - 1 bytes
+        // before the next non-zero byte.
+        let nonzero = at + log[at..].iter().position(|&b| b != 0)?;
+        at = at.max(nonzero.saturating_sub(FRAME_HEADER_LEN - 1));
+        while at + FRAME_HEADER_LEN <= log.len() && at <= nonzero + FRAME_HEADER_LEN {
+            let flagged = log[at + 23] & 0x80 != 0;
+            if flagged {
+                if let Ok((header, _)) = decode_frame(&log[at..]) {
+                    if header.synced_before {
+                        return Some(at);
+                    }
+                }
+            }
+            at += 1;
+        }
+    }
+    None
+}
+
 /// Walks the frames of `log[FILE_HEADER_LEN..limit]`, calling `each` for every whole,
 /// verified frame with its offset and entries (offsets relative to the file).
 pub(crate) fn scan_frames<'a>(
@@ -140,4 +172,43 @@ pub(crate) fn scan_frames<'a>(
         }
     }
     Scan { end: at, stopped: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{mark_synced_before, FrameBuilder};
+
+    fn frame(seq: u64, key: &[u8], synced_before: bool) -> Vec<u8> {
+        let mut b = FrameBuilder::with_capacity(64);
+        b.push(Kind::Put, key, b"value");
+        let mut f = b.finish();
+        f.set_seq(seq);
+        let mut bytes = f.bytes().to_vec();
+        if synced_before {
+            mark_synced_before(&mut bytes);
+        }
+        bytes
+    }
+
+    #[test]
+    fn the_search_finds_only_whole_frames_with_the_bit_at_any_offset() {
+        let mut log = vec![0u8; 100];
+        log.extend_from_slice(&[0xAB, 0xFF, 0x80, 0x81, 0x00, 0x7F, 0x80]); // garbage
+        log.extend_from_slice(&frame(5, b"plain", false));
+        log.extend(std::iter::repeat_n(0u8, 333)); // an odd gap
+        let flagged = log.len();
+        log.extend_from_slice(&frame(6, b"marked", true));
+        log.extend(std::iter::repeat_n(0u8, 50));
+        assert_eq!(synced_frame_after(&log, 10), Some(flagged));
+        assert_eq!(synced_frame_after(&log, flagged - 1), Some(flagged));
+        assert_eq!(synced_frame_after(&log, flagged), None, "only frames after `from` count");
+        // A flagged frame cut short, or with a damaged byte, is not one.
+        assert_eq!(synced_frame_after(&log[..log.len() - 51], 10), None);
+        let mut damaged = log.clone();
+        damaged[flagged + 30] ^= 1;
+        assert_eq!(synced_frame_after(&damaged, 10), None);
+        assert_eq!(synced_frame_after(&[0u8; 4096], 0), None);
+        assert_eq!(synced_frame_after(&[], 0), None);
+    }
 }

@@ -73,10 +73,18 @@ fn garbage_after_the_tail_is_cut_and_zeroed() {
 #[test]
 fn stale_frames_beyond_a_gap_do_not_come_back() {
     // Frames A and B were written, A was lost (zeros), B survived: B must not reappear
-    // once a new write fills A's place.
+    // once a new write fills A's place. A crash can do that only to writes no sync came
+    // between (else B's synced-before bit makes it damage: the test after this one), so
+    // they are written under `None`.
     let dir = tempfile::tempdir().unwrap();
-    let (end, last) = store_with_keys(dir.path(), 3);
+    let store = open(dir.path(), Config::default().durability(Durability::None));
+    for i in 0..3 {
+        store.dimension("default").unwrap().put(format!("key{i}"), value(i, 40)).unwrap();
+    }
+    store.close().unwrap();
     let path = region(dir.path(), "D01");
+    let end = data_end(&path);
+    let last = 24 + 12 + "key2".len() + 40;
     let mut bytes = std::fs::read(&path).unwrap();
     let a = end - 2 * last;
     for b in &mut bytes[a..a + last] {
@@ -90,6 +98,77 @@ fn stale_frames_beyond_a_gap_do_not_come_back() {
     drop((d, store));
     let store = open(dir.path(), Config::default());
     assert!(store.dimension("default").unwrap().get("key2").unwrap().is_none());
+}
+
+#[test]
+fn damage_in_the_middle_of_the_region_is_reported_not_cut() {
+    // Every put below was synced before the next was written, so each frame after the
+    // first carries the synced-before bit: a flipped byte in key5's value is damage to an
+    // acknowledged write, and so are the 14 frames after it. Opening must say so and leave
+    // the file as it is, not cut the log there and zero what follows.
+    let dir = tempfile::tempdir().unwrap();
+    store_with_keys(dir.path(), 20);
+    let path = region(dir.path(), "D01");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let key5 = bytes.windows(4).position(|w| w == b"key5").expect("key5 is in the region");
+    let flip = key5 + 4 + 10;
+    bytes[flip] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    match Store::open_with(dir.path(), Config::default()) {
+        Err(Error::Corruption { file, offset, reason }) => {
+            assert_eq!(file, path);
+            assert!(offset < flip as u64 && offset + 200 > flip as u64, "offset {offset}, flipped {flip}");
+            assert!(reason.contains("not torn by a crash"), "{reason}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a damaged region opened"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the failed open changed the region");
+
+    // Salvage keeps what comes before the damage, as it does for sealed layers.
+    let store = open(dir.path(), Config::default().salvage(true));
+    let d = store.dimension("default").unwrap();
+    for i in 0..5 {
+        assert_eq!(d.get(format!("key{i}")).unwrap().unwrap().as_bytes(), value(i, 40));
+    }
+    assert_eq!(d.len(), 5);
+}
+
+#[test]
+fn a_region_of_format_version_1_opens_and_gets_no_synced_before_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_keys(dir.path(), 3);
+    let path = region(dir.path(), "D01");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The region as version 1 wrote it: no frame has the bit, and the header says 1.
+    let mut at = 32;
+    while at + 24 <= bytes.len() && bytes[at..at + 24] != [0u8; 24] {
+        let len = 24 + u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+        bytes[at + 23] &= 0x7f;
+        let crc = crc32fast::hash(&bytes[at + 4..at + 24]);
+        bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        at += len;
+    }
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 3);
+    d.put("key3", value(3, 40)).unwrap();
+    d.put("key4", value(4, 40)).unwrap();
+    drop((d, store));
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(u32::from_le_bytes(after[8..12].try_into().unwrap()), 1, "still version 1");
+    let mut at = 32;
+    while at + 24 <= after.len() && after[at..at + 24] != [0u8; 24] {
+        assert_eq!(after[at + 23] & 0x80, 0, "a version-1 region got a synced-before bit at {at}");
+        at += 24 + u32::from_le_bytes(after[at + 16..at + 20].try_into().unwrap()) as usize;
+    }
+    assert_eq!(open(dir.path(), Config::default()).dimension("default").unwrap().len(), 5);
 }
 
 fn sealed_store(dir: &std::path::Path) {
