@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +34,7 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+	DrainDelay        time.Duration // between /api/health turning 503 and the listener closing
 	LogLevel          slog.Level
 }
 
@@ -82,6 +84,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		env("idle-timeout", "JESSY_API_IDLE_TIMEOUT", "how long an idle keep-alive connection stays open"))
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second,
 		env("shutdown-timeout", "JESSY_API_SHUTDOWN_TIMEOUT", "grace period for in-flight requests on SIGTERM/SIGINT"))
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0,
+		env("drain-delay", "JESSY_API_DRAIN_DELAY", "on SIGTERM/SIGINT, how long /api/health answers 503 while requests are still served, before the listener closes; 0 closes it at once"))
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo,
 		env("log-level", "JESSY_API_LOG_LEVEL", "log `level`: debug, info, warn or error"))
 	fs.Usage = func() {
@@ -120,9 +124,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		}
 	}
 
+	// An invalid value is reported by the name it was given under: the flag if it was on the
+	// command line, the variable otherwise (defaults are all valid).
+	setting := func(flagName string) string {
+		f := fs.Lookup(flagName)
+		for _, o := range opts {
+			if o.flag != flagName {
+				continue
+			}
+			if given[flagName] {
+				return "-" + flagName + "=" + redact(o, f.Value.String())
+			}
+			return o.env + "=" + strconv.Quote(redact(o, getenv(o.env)))
+		}
+		return "-" + flagName
+	}
 	u, urlErr := parseCoreURL(coreURL)
+	if urlErr != nil {
+		urlErr = fmt.Errorf("invalid %s: %v", setting("core-url"), urlErr)
+	}
 	cfg.CoreURL = u
-	if err := errors.Join(urlErr, cfg.validate()); err != nil {
+	if err := errors.Join(urlErr, cfg.validate(setting)); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -136,65 +158,81 @@ func redact(o option, v string) string {
 	return v
 }
 
+// parseCoreURL checks jessy-core's base URL; its errors say what is wrong, not which setting
+// held it.
 func parseCoreURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("invalid core URL %q: %v", s, err)
+		return nil, fmt.Errorf("%v; want http://host:port or https://host:port", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("invalid core URL %q: want http://host:port or https://host:port", s)
+		return nil, errors.New("want http://host:port or https://host:port")
+	}
+	if strings.HasPrefix(u.EscapedPath(), "//") {
+		// The forwarded request line would read as an absolute URL naming another host.
+		return nil, errors.New("the path must not start with //")
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("invalid core URL %q: no query, fragment or user info allowed", s)
+		return nil, errors.New("no query, fragment or user info allowed")
 	}
 	return u, nil
 }
 
-func (c Config) validate() error {
+// validate checks the values parsing alone lets through. setting names a flag's value as the
+// user gave it: "-max-body-bytes=0" or `JESSY_API_MAX_BODY_BYTES="0"`.
+func (c Config) validate(setting func(flagName string) string) error {
 	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("invalid listen address %q: %v", c.Addr, err))
+	invalid := func(flagName, want string) {
+		errs = append(errs, fmt.Errorf("invalid %s: %s", setting(flagName), want))
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		invalid("addr", "want host:port, such as 127.0.0.1:3000, 0.0.0.0:3000 or :3000")
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		// Caught here rather than by net.Listen, whose failure means exit status 1 (a port
+		// taken, an address not on this host) where a value that can never work means 2.
+		invalid("addr", "the port must be a number from 0 to 65535")
 	}
 	// A token with spaces or control characters cannot travel in a Bearer header unchanged, so
 	// it would lock every client out; say so now rather than answer 401 forever.
 	if strings.IndexFunc(c.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
-		errs = append(errs, errors.New("invalid token: it must not contain spaces or control characters"))
+		invalid("token", "it must not contain spaces or control characters")
 	}
 	if c.MaxBodyBytes <= 0 {
-		errs = append(errs, fmt.Errorf("invalid body limit %d: must be positive", c.MaxBodyBytes))
+		invalid("max-body-bytes", "want the largest request body in bytes, at least 1 (default 16777216)")
 	}
 	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
-		errs = append(errs, fmt.Errorf("invalid rate limit %v: want requests per second >= 0", c.RateLimit))
+		invalid("rate-limit", "want requests per second per client, 0 or more (0 turns the limit off)")
 	}
 	if c.RateBurst < 0 {
-		errs = append(errs, fmt.Errorf("invalid rate burst %d: must be >= 0", c.RateBurst))
+		invalid("rate-burst", "want 0 or more (0 means the rate limit rounded up)")
 	}
 	positive := []struct {
-		name string
+		flag string
 		d    time.Duration
 	}{
-		{"dial timeout", c.DialTimeout},
-		{"upstream timeout", c.UpstreamTimeout},
-		{"health timeout", c.HealthTimeout},
-		{"read header timeout", c.ReadHeaderTimeout},
+		{"dial-timeout", c.DialTimeout},
+		{"upstream-timeout", c.UpstreamTimeout},
+		{"health-timeout", c.HealthTimeout},
+		{"read-header-timeout", c.ReadHeaderTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			errs = append(errs, fmt.Errorf("invalid %s %v: must be positive", p.name, p.d))
+			invalid(p.flag, "want a duration above 0, such as 2s or 500ms")
 		}
 	}
 	nonNegative := []struct {
-		name string
+		flag string
 		d    time.Duration
 	}{
-		{"read timeout", c.ReadTimeout},
-		{"write timeout", c.WriteTimeout},
-		{"idle timeout", c.IdleTimeout},
-		{"shutdown timeout", c.ShutdownTimeout},
+		{"read-timeout", c.ReadTimeout},
+		{"write-timeout", c.WriteTimeout},
+		{"idle-timeout", c.IdleTimeout},
+		{"shutdown-timeout", c.ShutdownTimeout},
+		{"drain-delay", c.DrainDelay},
 	}
 	for _, p := range nonNegative {
 		if p.d < 0 {
-			errs = append(errs, fmt.Errorf("invalid %s %v: must not be negative", p.name, p.d))
+			invalid(p.flag, "want a duration of 0 or more, such as 30s")
 		}
 	}
 	return errors.Join(errs...)

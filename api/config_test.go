@@ -79,17 +79,18 @@ func TestParseConfigErrors(t *testing.T) {
 		{"positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},
 		{"bad env duration", nil, map[string]string{"JESSY_API_READ_TIMEOUT": "soon"}, `invalid JESSY_API_READ_TIMEOUT="soon"`},
 		{"bad env number", nil, map[string]string{"JESSY_API_MAX_BODY_BYTES": "16MiB"}, `invalid JESSY_API_MAX_BODY_BYTES="16MiB"`},
-		{"zero body limit", []string{"-max-body-bytes=0"}, nil, "invalid body limit 0"},
-		{"negative rate", nil, map[string]string{"JESSY_API_RATE_LIMIT": "-1"}, "invalid rate limit -1"},
-		{"infinite rate", nil, map[string]string{"JESSY_API_RATE_LIMIT": "+Inf"}, "invalid rate limit"},
-		{"negative burst", []string{"-rate-burst=-2"}, nil, "invalid rate burst -2"},
-		{"zero upstream timeout", []string{"-upstream-timeout=0s"}, nil, "invalid upstream timeout"},
-		{"zero header timeout", []string{"-read-header-timeout=0s"}, nil, "invalid read header timeout"},
-		{"negative write timeout", []string{"-write-timeout=-1s"}, nil, "invalid write timeout"},
-		{"bad address", nil, map[string]string{"JESSY_API_ADDR": "localhost"}, `invalid listen address "localhost"`},
-		{"core URL scheme", nil, map[string]string{"JESSY_CORE_URL": "core:8080"}, `invalid core URL "core:8080"`},
+		{"zero body limit", []string{"-max-body-bytes=0"}, nil, "invalid -max-body-bytes=0: want the largest request body in bytes"},
+		{"negative rate", nil, map[string]string{"JESSY_API_RATE_LIMIT": "-1"}, `invalid JESSY_API_RATE_LIMIT="-1": want requests per second`},
+		{"infinite rate", nil, map[string]string{"JESSY_API_RATE_LIMIT": "+Inf"}, `invalid JESSY_API_RATE_LIMIT="+Inf"`},
+		{"negative burst", []string{"-rate-burst=-2"}, nil, "invalid -rate-burst=-2: want 0 or more"},
+		{"zero upstream timeout", []string{"-upstream-timeout=0s"}, nil, "invalid -upstream-timeout=0s: want a duration above 0"},
+		{"zero header timeout", []string{"-read-header-timeout=0s"}, nil, "invalid -read-header-timeout=0s"},
+		{"negative write timeout", []string{"-write-timeout=-1s"}, nil, "invalid -write-timeout=-1s: want a duration of 0 or more"},
+		{"bad address", nil, map[string]string{"JESSY_API_ADDR": "localhost"}, `invalid JESSY_API_ADDR="localhost": want host:port`},
+		{"core URL scheme", nil, map[string]string{"JESSY_CORE_URL": "core:8080"}, `invalid JESSY_CORE_URL="core:8080": want http://host:port`},
 		{"core URL query", nil, map[string]string{"JESSY_CORE_URL": "http://core:8080/?x=1"}, "no query"},
-		{"token with space", nil, map[string]string{"JESSY_API_TOKEN": "two words"}, "invalid token"},
+		{"core URL path starting with //", nil, map[string]string{"JESSY_CORE_URL": "http://core:8080//x"}, "must not start with //"},
+		{"token with space", nil, map[string]string{"JESSY_API_TOKEN": "two words"}, `invalid JESSY_API_TOKEN="<redacted>": it must not contain spaces`},
 		{"bad log level", nil, map[string]string{"JESSY_API_LOG_LEVEL": "loud"}, `invalid JESSY_API_LOG_LEVEL="loud"`},
 	}
 	for _, tt := range tests {
@@ -97,6 +98,48 @@ func TestParseConfigErrors(t *testing.T) {
 			_, err := parseConfig(tt.args, envMap(tt.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestInvalidValuesNameTheirSetting: every value the checks after parsing refuse is reported
+// by the name the user gave it under, flag or variable, with what to give instead, and makes
+// run exit with status 2.
+func TestInvalidValuesNameTheirSetting(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"JESSY_API_MAX_BODY_BYTES": "0"}, `invalid JESSY_API_MAX_BODY_BYTES="0": want the largest request body in bytes, at least 1`},
+		{[]string{"-max-body-bytes", "-5"}, map[string]string{"JESSY_API_MAX_BODY_BYTES": "7"}, `invalid -max-body-bytes=-5: want`},
+		{nil, map[string]string{"JESSY_API_DIAL_TIMEOUT": "0"}, `invalid JESSY_API_DIAL_TIMEOUT="0": want a duration above 0`},
+		{[]string{"-dial-timeout=0s"}, nil, `invalid -dial-timeout=0s: want a duration above 0`},
+		{nil, map[string]string{"JESSY_API_HEALTH_TIMEOUT": "-1s"}, `invalid JESSY_API_HEALTH_TIMEOUT="-1s"`},
+		{nil, map[string]string{"JESSY_API_IDLE_TIMEOUT": "-1s"}, `invalid JESSY_API_IDLE_TIMEOUT="-1s": want a duration of 0 or more`},
+		{nil, map[string]string{"JESSY_API_RATE_LIMIT": "-1"}, `invalid JESSY_API_RATE_LIMIT="-1": want requests per second per client, 0 or more`},
+		{nil, map[string]string{"JESSY_API_RATE_BURST": "-1"}, `invalid JESSY_API_RATE_BURST="-1": want 0 or more`},
+		{nil, map[string]string{"JESSY_API_ADDR": "nonsense"}, `invalid JESSY_API_ADDR="nonsense": want host:port`},
+		{[]string{"-addr", "nonsense"}, nil, `invalid -addr=nonsense: want host:port`},
+		{nil, map[string]string{"JESSY_API_ADDR": "127.0.0.1:99999"}, `invalid JESSY_API_ADDR="127.0.0.1:99999": the port must be a number from 0 to 65535`},
+		{nil, map[string]string{"JESSY_API_ADDR": ":-1"}, `invalid JESSY_API_ADDR=":-1": the port`},
+		{nil, map[string]string{"JESSY_CORE_URL": "ftp://x"}, `invalid JESSY_CORE_URL="ftp://x": want http://host:port or https://host:port`},
+		{[]string{"-core-url=ftp://x"}, nil, `invalid -core-url=ftp://x: want http://host:port`},
+		{nil, map[string]string{"JESSY_API_TOKEN": "a b"}, `invalid JESSY_API_TOKEN="<redacted>": it must not contain spaces or control characters`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, envMap(tt.env), &stdout, &stderr)
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if want := "jessy-api: " + tt.want; !strings.HasPrefix(stderr.String(), want) {
+				t.Errorf("stderr %q, want it to start with %q", stderr.String(), want)
+			}
+			if n := strings.Count(stderr.String(), "\n"); n != 1 {
+				t.Errorf("%d lines on stderr, want 1: %q", n, stderr.String())
 			}
 		})
 	}
@@ -122,7 +165,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"invalid flag", []string{"-max-body-bytes=x"}, nil, 2, []string{"jessy-api: invalid value", "see -h"}},
 		{"invalid env", nil, map[string]string{"JESSY_API_RATE_LIMIT": "lots"}, 2, []string{"jessy-api: invalid JESSY_API_RATE_LIMIT"}},
 		{"two errors, two lines", nil, map[string]string{"JESSY_API_ADDR": "x", "JESSY_CORE_URL": "ftp://c"}, 2,
-			[]string{"jessy-api: invalid core URL", "jessy-api: invalid listen address"}},
+			[]string{`jessy-api: invalid JESSY_CORE_URL="ftp://c"`, `jessy-api: invalid JESSY_API_ADDR="x"`}},
 		{"cannot listen", nil, map[string]string{"JESSY_API_ADDR": "256.0.0.1:1"}, 1, []string{"jessy-api: listen tcp"}},
 	}
 	for _, tt := range tests {

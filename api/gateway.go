@@ -66,7 +66,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.metrics.inFlight.Add(1)
 	defer g.metrics.inFlight.Add(-1)
 
-	escaped := r.URL.EscapedPath()
+	// Routing, logging and forwarding all use the path as the client sent it.
+	escaped := requestPath(r.URL)
 	route, kind := routeFor(escaped)
 	// One allocation for what the request needs to carry.
 	st := &requestState{

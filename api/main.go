@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // gcPercent replaces Go's default GOGC of 100 unless GOGC is set.
@@ -74,8 +75,9 @@ func newLogger(w *logWriter, level slog.Level) *slog.Logger {
 	return slog.New(flushHandler{Handler: h, w: w, level: slog.LevelWarn, jsonLines: true})
 }
 
-// serve runs the gateway on ln until ctx ends, then drains: health turns 503, in-flight requests
-// get cfg.ShutdownTimeout to finish, and whatever is left is cut off.
+// serve runs the gateway on ln until ctx ends, then drains: health turns 503, requests are still
+// served for cfg.DrainDelay, then the listener closes, in-flight requests get
+// cfg.ShutdownTimeout to finish, and whatever is left is cut off.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, ln net.Listener) error {
 	g := New(cfg, logger)
 	defer g.Close()
@@ -97,7 +99,15 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, ln net.Listener
 	}
 
 	g.Drain()
-	logger.Info("shutting down", slog.String("grace", cfg.ShutdownTimeout.String()))
+	logger.Info("shutting down", slog.String("drain_delay", cfg.DrainDelay.String()),
+		slog.String("grace", cfg.ShutdownTimeout.String()))
+	if cfg.DrainDelay > 0 {
+		// Shutdown closes the listener at once, so without a delay the 503 is hardly ever
+		// seen: a load balancer polling /api/health would find the port closed instead, and
+		// requests it sent meanwhile would be refused. For the delay everything is served as
+		// before, only the health check says to go elsewhere.
+		time.Sleep(cfg.DrainDelay)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -16,20 +16,31 @@ import (
 
 const apiPrefix = "/api/v1"
 
-// rewritePath maps the gateway's escaped path /api/v1/... to jessy-core's /v1/.... It works on
-// the escaped form so that a key's %2F stays one key and bytes such as %00 or %FF reach
-// jessy-core exactly as the client encoded them. It returns the decoded and escaped forms that
-// url.URL wants as Path and RawPath, and false for anything outside /api/v1.
-func rewritePath(escaped string) (path, rawPath string, ok bool) {
-	if escaped != apiPrefix && !strings.HasPrefix(escaped, apiPrefix+"/") {
-		return "", "", false
+// rewritePath maps the gateway's path /api/v1/..., as the client sent it (see requestPath), to
+// jessy-core's /v1/.... It works on the raw form so that a key's %2F stays one key and bytes
+// such as %00 or %FF reach jessy-core exactly as the client encoded them. It returns false for
+// anything outside /api/v1.
+func rewritePath(raw string) (string, bool) {
+	if raw != apiPrefix && !strings.HasPrefix(raw, apiPrefix+"/") {
+		return "", false
 	}
-	rawPath = strings.TrimPrefix(escaped, "/api")
-	path, err := url.PathUnescape(rawPath)
-	if err != nil {
-		return "", "", false
+	return strings.TrimPrefix(raw, "/api"), true
+}
+
+// requestPath is the path of u exactly as the client sent it, before the '?'.
+//
+// Not u.EscapedPath: that returns RawPath only when url.URL considers it a valid encoding, and
+// otherwise re-encodes the decoded Path. A path holding a byte url.URL wants escaped ('{', '|',
+// '"', raw UTF-8 ...) would then come back with every %2F decoded into a separator: the key
+// "a/b{" would turn into segments. url.URL keeps RawPath, verbatim, whenever the default
+// encoding of Path differs from what was received, and leaves it empty only when that encoding
+// is exactly what was received. Unlike r.RequestURI, this also holds for a request in absolute
+// form (GET http://host/path).
+func requestPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
 	}
-	return path, rawPath, true
+	return u.EscapedPath()
 }
 
 // timedTransport records how long jessy-core takes to answer each forwarded request.
@@ -47,14 +58,29 @@ func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	target := g.cfg.CoreURL
+	// The path of JESSY_CORE_URL, put in front of every forwarded path.
+	base := strings.TrimSuffix(target.EscapedPath(), "/")
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// serveAPI only forwards paths rewritePath accepts.
-			path, rawPath, _ := rewritePath(pr.In.URL.EscapedPath())
-			pr.Out.URL.Path, pr.Out.URL.RawPath = path, rawPath
+			rest, _ := rewritePath(requestPath(pr.In.URL))
 			pr.SetURL(target)
+			// The request line goes out as the client wrote it, past the /api. Path and RawPath
+			// cannot carry that: url.URL re-encodes a RawPath it finds invalid (see
+			// requestPath). Opaque is written to the request line as it is, and Request.Write
+			// uses it instead of them. parseCoreURL makes sure base does not start with "//",
+			// which Opaque would take for a host.
+			pr.Out.URL.Opaque = base + rest
+			// ReverseProxy drops query parameters it cannot parse (a ';', a bad '%' escape)
+			// before Rewrite runs, so prefix=a;b would turn into an unfiltered scan. The
+			// gateway does not read the query; jessy-core judges it (400 for prefix=%zz).
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			pr.SetXForwarded()
 			pr.Out.Header.Set(requestIDHeader, reqInfoFrom(pr.In.Context()).id)
+			// The gateway's own server already answers "Expect: 100-continue" when the body is
+			// first read, which is when the transport starts sending it. Passed on, it would
+			// make jessy-core send a second 100 Continue, which ReverseProxy relays.
+			pr.Out.Header.Del("Expect")
 		},
 		// Not http.Transport: coreTransport does the round trip on this goroutine (see
 		// transport.go).
@@ -75,11 +101,29 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 			// The gateway already set X-Request-Id on the response; jessy-core echoes the same ID,
 			// and a copy would make the header appear twice.
 			resp.Header.Del(requestIDHeader)
+			if loc, ok := resp.Header["Location"]; ok && len(loc) == 1 {
+				loc[0] = gatewayLocation(loc[0], base)
+			}
 			return nil
 		},
 		ErrorHandler: g.proxyError,
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// gatewayLocation maps a Location from jessy-core to the gateway's path for the same resource.
+// jessy-core names its own path (201 on PUT /v1/dimensions/x says /v1/dimensions/x), which the
+// gateway answers 404; the gateway's is /api/v1/dimensions/x. base is the path of
+// JESSY_CORE_URL, in case whatever serves jessy-core there puts it in front. Anything else, an
+// absolute URL included, is left as it is.
+func gatewayLocation(loc, base string) string {
+	for _, prefix := range [2]string{base + "/v1", "/v1"} {
+		rest, ok := strings.CutPrefix(loc, prefix)
+		if ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			return apiPrefix + rest
+		}
+	}
+	return loc
 }
 
 // copyBufferSize is what ReverseProxy allocates for itself when it has no pool.

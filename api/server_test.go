@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -182,6 +183,65 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"jessy-api stopped"`) {
 		t.Errorf("no stop message in the log:\n%s", logs.String())
+	}
+}
+
+// TestShutdownDrainDelay: for the drain delay after the stop, /api/health answers 503
+// shutting_down while everything else is still served, so a load balancer polling it has time to
+// stop sending new work; then the gateway stops as usual.
+func TestShutdownDrainDelay(t *testing.T) {
+	core := startFakeCore(t, nil)
+	cfg := testConfig(t, core.URL)
+	cfg.DrainDelay = 500 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), ln) }()
+	eventually(t, func() error {
+		resp, err := http.Get(url + "/api/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+
+	start := time.Now()
+	stop()
+	// The gateway drains as soon as the stop arrives; a moment for serve to see it.
+	eventually(t, func() error {
+		resp, err := http.Get(url + "/api/health")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var h healthBody
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || h.Status != "shutting_down" {
+			return fmt.Errorf("health %d %+v, want 503 shutting_down", resp.StatusCode, h)
+		}
+		return nil
+	})
+	if resp, body := do(t, "GET", url+"/api/v1/dimensions", nil, nil); resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Errorf("during the drain delay: %d %q, want 200 ok", resp.StatusCode, body)
+	}
+	select {
+	case err := <-served:
+		took := time.Since(start)
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if took < cfg.DrainDelay || took > cfg.DrainDelay+2*time.Second {
+			t.Errorf("stopped %v after the stop, want just after the %v drain delay", took, cfg.DrainDelay)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not return")
 	}
 }
 

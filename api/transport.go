@@ -33,7 +33,8 @@ import (
 // A request with a body is the exception: its body is written from a second goroutine while
 // the caller reads the response, as http.Transport does, so that jessy-core may answer early
 // (413, 401) without waiting for a body it will not read, and so that a body of any size
-// streams through.
+// streams through. jessy-core then closes the connection, so writing the rest of the body fails;
+// the answer it sent is still the response (see startBodyWriter).
 type coreTransport struct {
 	scheme, host string // of jessy-core's URL; requests for anything else are refused
 	dial         func(ctx context.Context) (net.Conn, error)
@@ -392,25 +393,52 @@ type bodyWriter struct {
 	headersDone bool
 }
 
+// readTracker remembers whether reading the request body failed, which Request.Write does not
+// tell apart from failing to write to the connection.
+type readTracker struct {
+	io.ReadCloser
+	err error // set and read on the writer's goroutine only
+}
+
+func (b *readTracker) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
 func startBodyWriter(ctx context.Context, cc *coreConn, req *http.Request, responseTimeout time.Duration) *bodyWriter {
 	w := &bodyWriter{done: make(chan struct{})}
 	// A pooled connection may carry the deadline of its previous response, and the response
 	// may take as long as the body takes to send: until the body is written, no deadline.
 	cc.readDeadline = time.Time{}
 	_ = cc.setReadDeadline(ctx, time.Time{})
+	body := &readTracker{ReadCloser: req.Body}
+	out := *req // a shallow copy, so the caller's request keeps its own body
+	out.Body = body
 	go func() {
-		err := req.Write(cc.bw)
+		err := out.Write(cc.bw)
 		if err == nil {
 			err = cc.bw.Flush()
 		}
 		w.werr = err
 		close(w.done)
-		if err != nil {
-			// jessy-core must not wait for the rest, and the reader must stop waiting for an
-			// answer to a request that never arrived whole.
+		if body.err != nil {
+			// The request body broke off (too large, too slow, client gone): jessy-core must
+			// not wait for the rest, and the reader must stop waiting for an answer to a
+			// request that never arrived whole.
 			_ = cc.conn.Close()
 			return
 		}
+		// Written in full, or writing to jessy-core failed (a broken pipe, a reset) because it
+		// closed the connection, typically right after answering early: a 413, 405 or 401 for
+		// a body it would not read. That answer is in the connection's receive buffer, and the
+		// reader must get it rather than a connection closed under it, which would turn
+		// jessy-core's 4xx into a 502. So the connection stays open either way (after a failed
+		// write it is never reused: coreBody.release sees the error), and the reader waits as
+		// after a complete write, though a connection jessy-core closed ends that wait at once.
+		//
 		// The response timeout runs from the end of the request, as in http.Transport.
 		w.mu.Lock()
 		if !w.headersDone {

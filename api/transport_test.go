@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -381,5 +383,103 @@ func TestCanonicalHost(t *testing.T) {
 		if got := canonicalHost(u); got != tt.want {
 			t.Errorf("canonicalHost(%s) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// lateReader holds back the first read of a connection until a write on it has failed (or a
+// few seconds have passed): the order of events in which a core that answers early used to
+// turn into a 502.
+type lateReader struct {
+	net.Conn
+	once   sync.Once
+	failed chan struct{}
+}
+
+func (c *lateReader) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.once.Do(func() { close(c.failed) })
+	}
+	return n, err
+}
+
+func (c *lateReader) Read(p []byte) (int, error) {
+	select {
+	case <-c.failed:
+	case <-time.After(5 * time.Second):
+	}
+	return c.Conn.Read(p)
+}
+
+// answerEarlyAndClose answers resp as soon as it has the request headers and closes the
+// connection without reading the body, as jessy-core does for a body it refuses (405, 413,
+// 401). The unread body makes the close a reset.
+func answerEarlyAndClose(resp string) func(net.Conn, *bufio.Reader) {
+	return func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, resp)
+	}
+}
+
+// TestCoreAnswersEarlyThenWriteFails: jessy-core answers before it has read the body and
+// closes the connection; writing the rest of the body then fails. The answer is still the
+// response, and the connection is not used again. The read is held back until the write has
+// failed, so the test does not depend on who wins the race.
+func TestCoreAnswersEarlyThenWriteFails(t *testing.T) {
+	const tooLarge = "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig"
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			core := startScriptedCore(t, answerEarlyAndClose(tooLarge))
+			tr := newTestTransport(t, core.url)
+			dial := tr.dial
+			tr.dial = func(ctx context.Context) (net.Conn, error) {
+				c, err := dial(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return &lateReader{Conn: c, failed: make(chan struct{})}, nil
+			}
+			req, _ := http.NewRequest("PUT", core.url+"/v1/dimensions/d/keys/k", io.LimitReader(zeros{}, 64<<20))
+			if !chunked {
+				req.ContentLength = 64 << 20
+			}
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatalf("round trip: %v, want jessy-core's 413", err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 413 || string(b) != "big" || err != nil {
+				t.Errorf("status %d, body %q, err %v", resp.StatusCode, b, err)
+			}
+			tr.mu.Lock()
+			n := len(tr.idle)
+			tr.mu.Unlock()
+			if n != 0 {
+				t.Errorf("%d connections pooled after a failed write", n)
+			}
+		})
+	}
+}
+
+// TestCoreAnswersEarlyNoResponse: when the write fails and no response can be read either,
+// the round trip fails (502 in the gateway) rather than waiting.
+func TestCoreAnswersEarlyNoResponse(t *testing.T) {
+	core := startScriptedCore(t, func(c net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br) // and close, having answered nothing
+	})
+	tr := newTestTransport(t, core.url)
+	req, _ := http.NewRequest("PUT", core.url+"/v1/dimensions/d/keys/k", io.LimitReader(zeros{}, 64<<20))
+	req.ContentLength = 64 << 20
+	start := time.Now()
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("status %d, want an error", resp.StatusCode)
+	}
+	if isTimeout(err) || time.Since(start) > 2*time.Second {
+		t.Errorf("err %v after %v, want a prompt connection error", err, time.Since(start))
 	}
 }
