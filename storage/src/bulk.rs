@@ -28,6 +28,8 @@ pub struct BulkLoader {
     pub(crate) staging: PathBuf,
     builder: Option<LayerBuilder<IdCounter>>,
     count: u64,
+    /// The sequence number of the first chunk of puts.
+    first_seq: u64,
     next_layer: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -50,7 +52,9 @@ impl BulkLoader {
         let counter = next_layer.clone();
         let next: IdCounter = Box::new(move || counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let builder = LayerBuilder::new(io, &layers, id, store.config().max_size, next);
-        Ok(BulkLoader { store, id, name, staging, builder: Some(builder), count: 0, next_layer })
+        // As for any new dimension (see `first_seq_floor`): the name may have been dropped.
+        let first_seq = store.new_dimension_floor() + 1;
+        Ok(BulkLoader { store, id, name, staging, builder: Some(builder), count: 0, first_seq, next_layer })
     }
 
     /// Adds a key and its value. Nothing is visible until [`finish`](BulkLoader::finish).
@@ -63,7 +67,7 @@ impl BulkLoader {
             return Err(Error::ValueTooLarge { what: "value", len: value.len() as u64, max: max - overhead });
         }
         let builder = self.builder.as_mut().ok_or(Error::Closed)?;
-        builder.push(Kind::Put, key, value, 1 + self.count / CHUNK)?;
+        builder.push(Kind::Put, key, value, self.first_seq + self.count / CHUNK)?;
         self.count += 1;
         Ok(())
     }
@@ -97,7 +101,7 @@ impl BulkLoader {
         )?;
         let mut manifest = Manifest::new(self.id, &self.name, active);
         manifest.layers = built.into_iter().map(|b| b.entry).collect();
-        manifest.last_seq = 1 + self.count / CHUNK;
+        manifest.last_seq = self.first_seq + self.count / CHUNK;
         io.sync_dir(&paths.layers()).map_err(Error::io("fsync directory", paths.layers()))?;
         manifest.store(io, &paths.manifest())?;
         let dest = shared.layout.dimension(self.id).dir;

@@ -883,6 +883,34 @@ impl DimInner {
         Ok(())
     }
 
+    /// The highest sequence number this dimension may have handed out: the block reserved.
+    pub(crate) fn seq_high_water(&self) -> u64 {
+        let w = self.writer.lock();
+        w.manifest.last_seq.max(w.next_seq)
+    }
+
+    /// See [`Manifest::dropped_seqs`].
+    pub(crate) fn dropped_seqs(&self) -> u64 {
+        self.writer.lock().manifest.dropped_seqs
+    }
+
+    /// Records in `index.json`, durably, that a dropped dimension handed out sequence numbers
+    /// up to `seq` (the default dimension keeps this for the store; see `Store::drop_dimension`).
+    pub(crate) fn note_dropped_seqs(&self, seq: u64) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.manifest.dropped_seqs >= seq {
+            return Ok(());
+        }
+        // A seal behind the writer stores its manifest first.
+        self.finish_sealing()?;
+        let mut manifest = w.manifest.clone();
+        manifest.dropped_seqs = seq;
+        manifest.generation += 1;
+        manifest.store(&*self.shared.io, &self.paths.manifest())?;
+        w.manifest = manifest;
+        Ok(())
+    }
+
     /// Records in `index.json`, durably, that sequence numbers up to a block ahead are
     /// taken, before the first of them is used. A write that a crash takes back (under
     /// `none` or `periodic`, or one never acknowledged) may have shown its version to a
@@ -1895,14 +1923,18 @@ fn recover_name(paths: &DimPaths) -> Option<String> {
 
 /// Creates a dimension's directory under `temp/` and moves it into place, so a crash
 /// leaves either nothing or a complete dimension.
-pub(crate) fn create(shared: &Arc<Shared>, id: u32, name: &str) -> Result<()> {
+/// Creates dimension `id`, whose sequence numbers start above `first_seq_after`
+/// (`Store::new_dimension_floor`).
+pub(crate) fn create(shared: &Arc<Shared>, id: u32, name: &str, first_seq_after: u64) -> Result<()> {
     let io = &*shared.io;
     let temp = shared.layout.temp();
     let staging = temp.join(format!("new-{}-{}", dir_name(id), region::unique()));
     let p = DimPaths::at(&staging);
     io.create_dir_all(&p.layers()).map_err(Error::io("create directory", p.layers()))?;
     region::create(io, &temp, &p.region(), id, 1, shared.config.initial_size, shared.config.durability)?;
-    Manifest::new(id, name, 1).store(io, &p.manifest())?;
+    let mut manifest = Manifest::new(id, name, 1);
+    manifest.last_seq = first_seq_after;
+    manifest.store(io, &p.manifest())?;
     io.sync_dir(&p.layers()).map_err(Error::io("fsync directory", p.layers()))?;
     let dest = shared.layout.dimension(id).dir;
     io.rename(&staging, &dest).map_err(Error::io("rename", &staging))?;

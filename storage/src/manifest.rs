@@ -25,8 +25,18 @@ pub(crate) struct Manifest {
     pub last_seq: u64,
     pub active: ActiveRegion,
     pub layers: Vec<LayerEntry>,
+    /// In the default dimension only: no dropped dimension handed out a sequence number
+    /// above this, and a dimension created later starts above it (`Store::drop_dimension`).
+    /// Absent (zero) in every other manifest, and in those of older builds, whose checksum
+    /// it thus leaves as it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_seqs: u64,
     #[serde(default)]
     pub checksum: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The region currently written to.
@@ -66,6 +76,7 @@ impl Manifest {
             last_seq: 0,
             active: ActiveRegion { layer_id: active_layer, file: REGION_FILE.to_string() },
             layers: Vec::new(),
+            dropped_seqs: 0,
             checksum: String::new(),
         }
     }

@@ -161,7 +161,7 @@ impl Store {
             dims.insert(id, Dimension { inner: Arc::new(inner) });
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = dims.entry(1) {
-            dimension::create(&shared, 1, DEFAULT_DIMENSION)?;
+            dimension::create(&shared, 1, DEFAULT_DIMENSION, 0)?;
             slot.insert(Dimension { inner: Arc::new(dimension::open(&shared, 1)?) });
         }
         let recovery_time = started.elapsed();
@@ -216,11 +216,21 @@ impl Store {
             return Err(Error::DimensionBusy(name.to_string()));
         }
         let id = self.next_dimension_id();
-        dimension::create(shared, id, name)?;
+        dimension::create(shared, id, name, self.new_dimension_floor())?;
         let dim = Dimension { inner: Arc::new(dimension::open(shared, id)?) };
         self.inner.dims.write().insert(id, dim.clone());
         tracing::info!(name, id, "created dimension");
         Ok((dim, true))
+    }
+
+    /// A new dimension's sequence numbers start above this. A version is the HTTP `ETag`,
+    /// and a name can be dropped and created again: a client holding a version of the
+    /// dropped dimension must never find it current in the new one (a 304 for a stale copy,
+    /// an `If-Match` that overwrites a value the client never saw). The dropped dimension's
+    /// files are gone, so `drop_dimension` first records its highest number in the default
+    /// dimension's `index.json`, which cannot be dropped.
+    pub(crate) fn new_dimension_floor(&self) -> u64 {
+        self.inner.dims.read().get(&1).map_or(0, |d| d.inner.dropped_seqs())
     }
 
     fn next_dimension_id(&self) -> u32 {
@@ -341,6 +351,12 @@ impl Store {
         dim.inner.mark_dropped();
         crate::ticket::stop_committer(&dim.inner);
         dim.inner.finish_file_threads();
+        // Once no write can start, and before the files go (a crash in between leaves the
+        // floor raised, which is harmless): see `new_dimension_floor`.
+        let default = self.inner.dims.read().get(&1).cloned();
+        if let Some(default) = default {
+            default.inner.note_dropped_seqs(dim.inner.seq_high_water())?;
+        }
         io.rename(&dir, &grave).map_err(Error::io("rename", &dir))?;
         let parent = shared.layout.consciousness();
         io.sync_dir(&parent).map_err(Error::io("fsync directory", &parent))?;
