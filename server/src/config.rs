@@ -47,19 +47,49 @@ impl ServerConfig {
     /// malformed one is an error that names it.
     pub fn from_env() -> anyhow::Result<ServerConfig> {
         let storage = jessy_storage::Config::from_env().context("reading the store's configuration")?;
-        Ok(ServerConfig::from_lookup(|name| std::env::var(name).ok(), storage))
+        ServerConfig::from_lookup(|name| std::env::var(name).ok(), storage)
     }
 
     /// Like [`ServerConfig::from_env`] for the server's own variables, reading them through
-    /// `lookup`, with an already built store configuration.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, storage: jessy_storage::Config) -> ServerConfig {
+    /// `lookup`, with an already built store configuration. An empty `JESSY_API_TOKEN` counts
+    /// as unset; one that could not be sent in a bearer header is an error (see
+    /// [`ServerConfig::check_token`]).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        storage: jessy_storage::Config,
+    ) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig { storage, ..ServerConfig::default() };
         if let Some(addr) = lookup("JESSY_ADDR").map(|a| a.trim().to_string()).filter(|a| !a.is_empty()) {
             config.addr = addr;
         }
         // An empty token would let `Authorization: Bearer ` through; treat it as unset.
-        config.api_token = lookup("JESSY_API_TOKEN").filter(|t| !t.trim().is_empty());
-        config
+        config.api_token = lookup("JESSY_API_TOKEN").filter(|t| !t.is_empty());
+        config.check_token()?;
+        Ok(config)
+    }
+
+    /// Refuses an `api_token` that no client could send: it must be visible ASCII without
+    /// spaces (`!` to `~`, which covers RFC 6750's token68), as the gateway requires too
+    /// (api/config.go). A client's header is read as ASCII and trimmed, so a token with a
+    /// space, a tab, a stray `\r` from a Windows file or a non-ASCII letter would answer every
+    /// request 401. The error names `JESSY_API_TOKEN` and does not repeat the token.
+    pub fn check_token(&self) -> anyhow::Result<()> {
+        let Some(token) = &self.api_token else { return Ok(()) };
+        if token.is_empty() {
+            anyhow::bail!("invalid JESSY_API_TOKEN: it is empty; unset it to turn authentication off");
+        }
+        if let Some((at, c)) = token.char_indices().find(|&(_, c)| !c.is_ascii_graphic()) {
+            let what = match c {
+                ' ' => "a space".to_string(),
+                c if c.is_ascii_control() => format!("a control character ({:?})", c),
+                _ => "a non-ASCII character".to_string(),
+            };
+            anyhow::bail!(
+                "invalid JESSY_API_TOKEN: it has {what} at byte {at} of {}; a bearer token is visible ASCII without spaces (check for a trailing newline, \\r or space)",
+                token.len()
+            );
+        }
+        Ok(())
     }
 
     /// The largest request body accepted: a region (`MMAP_MAX_SIZE`, the largest value that
@@ -83,7 +113,7 @@ mod tests {
             "JESSY_API_TOKEN" => Some("s3cret".to_string()),
             _ => None,
         };
-        let c = ServerConfig::from_lookup(env, jessy_storage::Config::default());
+        let c = ServerConfig::from_lookup(env, jessy_storage::Config::default()).unwrap();
         assert_eq!(c.addr, "0.0.0.0:9000");
         assert_eq!(c.api_token.as_deref(), Some("s3cret"));
     }
@@ -91,9 +121,29 @@ mod tests {
     #[test]
     fn empty_values_keep_defaults() {
         let env = |_: &str| Some(String::new());
-        let c = ServerConfig::from_lookup(env, jessy_storage::Config::default());
+        let c = ServerConfig::from_lookup(env, jessy_storage::Config::default()).unwrap();
         assert_eq!(c.addr, "127.0.0.1:8080");
         assert_eq!(c.api_token, None);
+    }
+
+    #[test]
+    fn a_token_that_cannot_travel_in_a_bearer_header_is_refused() {
+        let with = |token: &'static str| {
+            let env = move |k: &str| (k == "JESSY_API_TOKEN").then(|| token.to_string());
+            ServerConfig::from_lookup(env, jessy_storage::Config::default())
+        };
+        for bad in
+            ["s3cret ", " s3cret", "s3cret\r", "s3cret\n", "s3\tcret", "s3 cret", "  ", "s3cr\u{e9}t", "s3\x7fcret"]
+        {
+            let message = format!("{:#}", with(bad).unwrap_err());
+            assert!(message.contains("JESSY_API_TOKEN"), "{bad:?}: {message}");
+            assert!(!message.contains("s3"), "the token is not echoed: {message}");
+        }
+        for good in ["s3cret", "abc-._~+/=", "eyJhbGciOi.x_y-z", "!#$%&'()*,:;<>?@[]^`{|}\"\\"] {
+            assert_eq!(with(good).unwrap().api_token.as_deref(), Some(good));
+        }
+        // Empty is unset, as documented.
+        assert_eq!(with("").unwrap().api_token, None);
     }
 
     #[test]

@@ -121,7 +121,16 @@ impl From<jessy_storage::Error> for ApiError {
     fn from(err: jessy_storage::Error) -> ApiError {
         let code = err.code();
         let status = status_for_code(code);
-        let mut api = ApiError::new(status, code, err.to_string());
+        let detail = match &err {
+            // The engine's text rounds both sizes to a tenth of a MiB, which can make them read
+            // the same ("10 MiB is larger than ... (10.0 MiB per record)"): exact bytes here,
+            // in its words otherwise (as `jessy` does for the same case).
+            jessy_storage::Error::ValueTooLarge { what, len, max } => format!(
+                "{what} of {len} bytes is larger than MMAP_MAX_SIZE allows ({max} bytes per record); send less, or raise MMAP_MAX_SIZE"
+            ),
+            _ => err.to_string(),
+        };
+        let mut api = ApiError::new(status, code, detail);
         if let jessy_storage::Error::ConditionFailed { current: Some(version), .. } = &err {
             api = api.with_header(header::ETAG, crate::routes::etag(*version));
         }

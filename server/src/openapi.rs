@@ -34,6 +34,7 @@ use crate::Problem;
         scan::scan,
         batch::batch,
         snapshot::snapshot,
+        snapshot::head,
     ),
     components(schemas(
         Problem,

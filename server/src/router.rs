@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -54,7 +54,8 @@ pub(crate) fn app(state: AppState, extra: Router<AppState>) -> App {
         .route("/v1/dimensions/{dim}/batch", post(batch::batch))
         .route("/v1/dimensions/{dim}/compact", post(dimensions::compact))
         .layer(v1_layer);
-    let snapshot = Router::new().route("/v1/snapshot", get(snapshot::snapshot)).layer(snapshot_layer);
+    let snapshot =
+        Router::new().route("/v1/snapshot", get(snapshot::snapshot).head(snapshot::head)).layer(snapshot_layer);
 
     let open = Router::new()
         .route("/health", get(health::health))
@@ -67,8 +68,19 @@ pub(crate) fn app(state: AppState, extra: Router<AppState>) -> App {
     App::new(state, routes, fast_keys)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /openapi.json")
+/// Paths no route matches: 404, except that under `/v1`, where every request needs the token
+/// when one is configured, a request without the right one is 401 first, as on a known path.
+/// So whether a `/v1` path exists is only told to those who hold the token.
+async fn not_found(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(token) = state.config.api_token.as_deref() {
+        let path = uri.path();
+        if path == "/v1" || path.starts_with("/v1/") {
+            if let Some(rejection) = auth::reject(token, &headers) {
+                return rejection;
+            }
+        }
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /openapi.json").into_response()
 }
 
 /// The one layer inside the router, around each route: it tells the request's context which

@@ -30,6 +30,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
     }
     let _finish_logs = FinishLogs;
+    config.check_token()?;
     let storage = config.storage.clone();
     let data = storage.base_path_ref().display().to_string();
     let durability = storage.durability_mode();

@@ -669,3 +669,297 @@ async fn no_error_is_a_200() {
         assert_eq!(r.header("content-type"), Some("application/problem+json"), "{method} {uri}");
     }
 }
+
+// ---- conditions: repeated lines, both headers, order against the size limit -------------
+
+/// A request with each `(name, value)` as its own header line, in order.
+fn with_lines(method: Method, uri: &str, lines: &[(&str, String)], body: impl Into<Body>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in lines {
+        req = req.header(*name, value.as_str());
+    }
+    req.body(body.into()).unwrap()
+}
+
+/// Writes `v` to `uri` three times (the versions of a fresh store start at 1, so that `"1"`
+/// and `"2"` are old ones), and returns the last `ETag`.
+async fn put_thrice(app: &App, uri: &str) -> String {
+    let mut etag = String::new();
+    for _ in 0..3 {
+        etag = app.put(uri, "v").await.header("etag").unwrap().to_string();
+    }
+    assert!(etag.trim_matches('"').parse::<u64>().unwrap() >= 3, "{etag}");
+    etag
+}
+
+/// Repeated `If-Match` / `If-None-Match` lines are one comma-separated list (RFC 9110 5.3):
+/// they answer as the same list on one line would.
+#[tokio::test]
+async fn repeated_condition_lines_are_one_list() {
+    for app in both_write_paths() {
+        let uri = "/v1/dimensions/default/keys/lines";
+        let cur = put_thrice(&app, uri).await; // so that "1" is an old version
+        let lines =
+            |name: &'static str, values: [&str; 2]| [(name, values[0].to_string()), (name, values[1].to_string())];
+
+        // If-None-Match naming the current version on the second line: 412, nothing written.
+        let r = app.send(with_lines(Method::PUT, uri, &lines("if-none-match", ["\"1\"", &cur]), "x")).await;
+        r.problem(412, "condition_failed");
+        assert_eq!(r.header("etag"), Some(cur.as_str()));
+        let r = app.send(with_lines(Method::DELETE, uri, &lines("if-none-match", ["\"1\"", &cur]), "")).await;
+        r.problem(412, "condition_failed");
+        assert_eq!(&app.get(uri).await.body[..], b"v");
+
+        // If-Match naming the current version on the second line: the write happens.
+        let r = app.send(with_lines(Method::PUT, uri, &lines("if-match", ["\"1\"", &cur]), "y")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&r.body));
+        let cur = r.header("etag").unwrap().to_string();
+        assert_eq!(&app.get(uri).await.body[..], b"y");
+        // `*` on one line and a tag on another is `*` inside a list: 400, as on one line.
+        app.send(with_lines(Method::PUT, uri, &lines("if-none-match", ["*", "\"1\""]), "z"))
+            .await
+            .problem(400, "malformed");
+
+        // Reads: 304 when any line names the current version.
+        for method in [Method::GET, Method::HEAD] {
+            let r = app.send(with_lines(method.clone(), uri, &lines("if-none-match", ["\"1\"", &cur]), "")).await;
+            assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{method}");
+            assert_eq!(r.header("etag"), Some(cur.as_str()), "{method}");
+        }
+        let r = app.send(with_lines(Method::DELETE, uri, &lines("if-match", ["\"1\"", &cur]), "")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        app.get(uri).await.problem(404, "key_not_found");
+    }
+}
+
+/// Both headers on a write: `If-Match` is evaluated first and, if it holds, `If-None-Match`
+/// (RFC 9110 13.2.2); the write happens only if both hold.
+#[tokio::test]
+async fn a_write_with_both_conditions_needs_both() {
+    for app in both_write_paths() {
+        let uri = "/v1/dimensions/default/keys/both";
+        let cur = put_thrice(&app, uri).await;
+        let both = |if_match: &str, if_none_match: &str| {
+            [("if-match", if_match.to_string()), ("if-none-match", if_none_match.to_string())]
+        };
+        for (if_match, if_none_match) in [
+            (cur.as_str(), cur.as_str()),
+            ("*", "*"),
+            ("*", cur.as_str()),
+            (cur.as_str(), "*"),
+            ("\"1\", W/\"2\"", "\"3\""), // If-Match fails first
+        ] {
+            for method in [Method::PUT, Method::DELETE] {
+                let r = app.send(with_lines(method.clone(), uri, &both(if_match, if_none_match), "x")).await;
+                r.problem(412, "condition_failed");
+                assert_eq!(r.header("etag"), Some(cur.as_str()), "{method} {if_match} / {if_none_match}");
+            }
+        }
+        assert_eq!(&app.get(uri).await.body[..], b"v", "nothing was written");
+        // A malformed If-None-Match is 400 even next to an If-Match that holds.
+        app.send(with_lines(Method::PUT, uri, &both(&cur, "42"), "x")).await.problem(400, "malformed");
+
+        // Both hold: the write happens.
+        let mut cur = cur;
+        for round in 0..3 {
+            let newer = format!("\"{}\"", cur.trim_matches('"').parse::<u64>().unwrap() + 1);
+            let (if_match, if_none_match) = match round {
+                0 => (cur.clone(), format!("\"1\", W/{newer}")),
+                1 => ("*".to_string(), "W/\"1\"".to_string()),
+                _ => (format!("\"1\", {cur}"), "\"1\"".to_string()),
+            };
+            let r = app.send(with_lines(Method::PUT, uri, &both(&if_match, &if_none_match), "w")).await;
+            let body = String::from_utf8_lossy(&r.body);
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{if_match} / {if_none_match}: {body}");
+            cur = r.header("etag").unwrap().to_string();
+        }
+        // If-Match on an absent key fails before If-None-Match: * is looked at.
+        let r = app.send(with_lines(Method::PUT, "/v1/dimensions/default/keys/none", &both("*", "*"), "x")).await;
+        r.problem(412, "condition_failed");
+        app.get("/v1/dimensions/default/keys/none").await.problem(404, "key_not_found");
+    }
+}
+
+/// A value too large for a region is 413 whatever condition comes with it: the condition is
+/// only evaluated for a write that could otherwise succeed (RFC 9110 13.2.1). Both just
+/// over the region size and just over what a record may hold (a few bytes less).
+#[tokio::test]
+async fn a_value_too_large_is_413_whatever_the_condition() {
+    for app in both_write_paths() {
+        let uri = "/v1/dimensions/default/keys/big";
+        let cur = app.put(uri, "v").await.header("etag").unwrap().to_string();
+        let conditions: Vec<Vec<(&str, String)>> = vec![
+            vec![("if-match", "\"1\", \"2\"".into())],
+            vec![("if-match", "W/\"1\"".into())],
+            vec![("if-match", format!("W/{cur}"))],
+            vec![("if-match", "\"1\"".into())],
+            vec![("if-match", "*".into())],
+            vec![("if-match", format!("\"1\", {cur}"))],
+            vec![("if-none-match", cur.clone())],
+            vec![("if-none-match", format!("\"1\", W/{cur}"))],
+            vec![("if-none-match", "*".into())],
+            vec![("if-none-match", "\"1\"".into())],
+            vec![("if-match", cur.clone()), ("if-none-match", cur.clone())],
+            vec![("if-match", "*".into()), ("if-none-match", "*".into())],
+            vec![("if-none-match", "\"1\"".into()), ("if-none-match", cur.clone())],
+        ];
+        for size in [REGION as usize + 1000, REGION as usize - 8] {
+            assert!(size < app.config.body_limit());
+            for lines in &conditions {
+                let r = app.send(with_lines(Method::PUT, uri, lines, vec![b'x'; size])).await;
+                let p = r.problem(413, "value_too_large");
+                assert!(p["detail"].as_str().unwrap().contains(&format!("{size} bytes")), "{size} {lines:?}: {p}");
+            }
+        }
+        assert_eq!(&app.get(uri).await.body[..], b"v");
+    }
+}
+
+/// The size error gives exact byte counts: rounded to a tenth of a MiB, the value and the
+/// limit read the same.
+#[tokio::test]
+async fn the_size_error_gives_exact_bytes() {
+    let app = app_full(|c| c.max_size(10 << 20), |_| {}, Router::new());
+    let r = app.put("/v1/dimensions/default/keys/ten", vec![0u8; 10 << 20]).await;
+    let p = r.problem(413, "value_too_large");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("10485760 bytes"), "{detail}");
+    assert!(!detail.contains("10.0 MiB"), "{detail}");
+    assert!(detail.contains("MMAP_MAX_SIZE"), "{detail}");
+}
+
+// ---- auth on unknown paths, 304 framing, HEAD, OpenAPI ------------------------------------
+
+/// Every `/v1` request needs the token, known path or not: without it an unknown `/v1` path
+/// is 401 like a known one, so a client without the token cannot map the API; with it, 404.
+#[tokio::test]
+async fn unknown_v1_paths_need_the_token() {
+    let app = app_with(|c| c.api_token = Some("s3cret".into()), Router::new());
+    let with = |auth: Option<&str>, method: Method, uri: &str| {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    for uri in ["/v1", "/v1/", "/v1/nothing", "/v1/dimensions/default/unknown", "/v1/snapshot/x", "/v1/dimensions/"] {
+        for auth in [None, Some("Bearer wrong")] {
+            let r = app.send(with(auth, Method::GET, uri)).await;
+            r.problem(401, "unauthorized");
+            assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")), "{uri}");
+        }
+        app.send(with(Some("Bearer s3cret"), Method::GET, uri)).await.problem(404, "not_found");
+    }
+    // A known /v1 path with a method it does not take: 401 without the token, 405 with it.
+    for uri in ["/v1/dimensions/default/keys/k", "/v1/dimensions", "/v1/snapshot"] {
+        app.send(with(None, Method::PATCH, uri)).await.problem(401, "unauthorized");
+        app.send(with(Some("Bearer s3cret"), Method::PATCH, uri)).await.problem(405, "method_not_allowed");
+    }
+    // Outside /v1 nothing changes.
+    for uri in ["/v1x", "/nothing", "/v2/dimensions"] {
+        app.send(with(None, Method::GET, uri)).await.problem(404, "not_found");
+    }
+    // Without a token configured, unknown /v1 paths are plain 404s.
+    app_with(|_| {}, Router::new()).get("/v1/nothing").await.problem(404, "not_found");
+}
+
+/// A 304 carries no `Content-Length` (RFC 9110 8.6: it could only repeat the 200's), on
+/// `HEAD` as on `GET`.
+#[tokio::test]
+async fn a_304_has_no_content_length() {
+    let app = app();
+    let uri = "/v1/dimensions/default/keys/k";
+    let etag = app.put(uri, vec![7u8; 5000]).await.header("etag").unwrap().to_string();
+    for method in [Method::GET, Method::HEAD] {
+        let r = app.send(with_lines(method.clone(), uri, &[("if-none-match", etag.clone())], "")).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{method}");
+        assert_eq!(r.header("content-length"), None, "{method}: {:?}", r.headers);
+        assert_eq!(r.header("etag"), Some(etag.as_str()));
+        assert!(r.body.is_empty());
+    }
+    let r = app.call(Method::HEAD, uri, Body::empty()).await;
+    assert_eq!(r.header("content-length"), Some("5000"));
+}
+
+/// `If-Match` that can never hold (weak tags only) fails with the current `ETag`, as every
+/// other 412 on a key that has a value does.
+#[tokio::test]
+async fn every_412_on_a_key_with_a_value_carries_its_etag() {
+    for app in both_write_paths() {
+        let uri = "/v1/dimensions/default/keys/tagged";
+        let cur = app.put(uri, "v").await.header("etag").unwrap().to_string();
+        for if_match in [format!("W/{cur}"), "\"x\"".to_string(), "W/\"1\", W/\"2\"".to_string()] {
+            for method in [Method::PUT, Method::DELETE] {
+                let r = app.send(with_lines(method.clone(), uri, &[("if-match", if_match.clone())], "x")).await;
+                r.problem(412, "condition_failed");
+                assert_eq!(r.header("etag"), Some(cur.as_str()), "{method} If-Match: {if_match}");
+            }
+        }
+        // On a key without a value there is no ETag to send.
+        let r = app
+            .send(with_lines(Method::PUT, "/v1/dimensions/default/keys/none", &[("if-match", "W/\"1\"".into())], "x"))
+            .await;
+        r.problem(412, "condition_failed");
+        assert_eq!(r.header("etag"), None);
+    }
+}
+
+/// `HEAD /v1/snapshot` answers the headers a `GET` would, without taking a backup: with the
+/// disk failing, it is still 200, and the fault is left for the `GET` that meets it.
+#[tokio::test]
+async fn head_snapshot_does_not_take_a_backup() {
+    use jessy_storage::io::{FaultOp, FaultyIo, Io};
+    let faults = FaultyIo::new();
+    let io: std::sync::Arc<dyn Io> = std::sync::Arc::new(faults.clone());
+    let app = app_full(|c| c.io(io), |_| {}, Router::new());
+    app.put("/v1/dimensions/default/keys/k", "v").await;
+    faults.fail_nth(FaultOp::Other, 1, libc::ENOSPC, false);
+    let r = app.call(Method::HEAD, "/v1/snapshot", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/gzip"));
+    assert!(r.header("content-disposition").unwrap().contains(".tar.gz"));
+    assert_eq!(r.header("content-length"), None, "the GET streams: its length is not known");
+    assert!(r.body.is_empty());
+    app.get("/v1/snapshot").await.problem(507, "disk_full");
+    faults.clear_faults();
+    assert_eq!(app.get("/v1/snapshot").await.status, StatusCode::OK);
+    // Guarded like the GET.
+    let guarded = app_with(|c| c.api_token = Some("s3cret".into()), Router::new());
+    guarded.call(Method::HEAD, "/v1/snapshot", Body::empty()).await.problem(401, "unauthorized");
+}
+
+/// The document describes what the handlers do: `If-None-Match` on `HEAD` of a key,
+/// `HEAD /v1/snapshot`.
+#[tokio::test]
+async fn openapi_describes_head_requests() {
+    let doc = app().get("/openapi.json").await.json();
+    let key = &doc["paths"]["/v1/dimensions/{dim}/keys/{key}"];
+    for method in ["get", "head"] {
+        let params = key[method]["parameters"].as_array().unwrap();
+        assert!(params.iter().any(|p| p["name"] == "If-None-Match" && p["in"] == "header"), "{method}: {params:?}");
+        assert!(key[method]["responses"]["304"].is_object(), "{method}");
+    }
+    let head = &doc["paths"]["/v1/snapshot"]["head"];
+    assert!(head["responses"]["200"].is_object(), "{head}");
+    // Every 412 names the ETag header it carries.
+    for method in ["put", "delete"] {
+        let failed = &key[method]["responses"]["412"];
+        assert!(failed["headers"]["ETag"].is_object(), "{method}: {failed}");
+    }
+}
+
+/// `reverse` and `keys_only` take true/false/1/0; anything else, the empty value too, is 400.
+/// The query string must be well encoded even where unknown parameters are: a bad `%` is
+/// 400, while a well-formed unknown parameter is ignored.
+#[tokio::test]
+async fn scan_flags_and_unknown_parameters() {
+    let app = app();
+    app.put("/v1/dimensions/default/keys/a", "1").await;
+    for q in ["reverse=", "keys_only=", "reverse", "keys_only", "reverse=yes", "%zz=1", "x=%zz", "x=%4"] {
+        app.get(&format!("/v1/dimensions/default/scan?{q}")).await.problem(400, "malformed");
+    }
+    for q in ["reverse=1", "reverse=0", "keys_only=true", "keys_only=false", "unknown=1", "unknown", "utm_source=x%20y"]
+    {
+        assert_eq!(app.get(&format!("/v1/dimensions/default/scan?{q}")).await.status, StatusCode::OK, "{q}");
+    }
+}

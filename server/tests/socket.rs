@@ -199,3 +199,43 @@ async fn a_stalled_put_body_answers_408() {
     assert_eq!(r.status(), 404);
     s.stop().await;
 }
+
+/// The head of the answer to `request`, sent on a fresh connection, lower-cased.
+async fn raw_head(s: &Running, request: &str) -> String {
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await.expect("answered").unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// On the wire, a 304 (to `HEAD` as to `GET`) and a 204 carry no `Content-Length`: RFC 9110
+/// 8.6 forbids it on a 204, and on a 304 it could only repeat the 200's (a `HEAD`'s 304 used
+/// to say `content-length: 0`).
+#[tokio::test]
+async fn no_content_length_on_304_and_204() {
+    let s = start(|_| {}).await;
+    let c = client();
+    let uri = "/v1/dimensions/default/keys/big";
+    let r = c.put(s.url(uri)).body(vec![1u8; 50_000]).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    for method in ["HEAD", "GET"] {
+        let head = raw_head(
+            &s,
+            &format!("{method} {uri} HTTP/1.1\r\nhost: x\r\nif-none-match: {etag}\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 304"), "{method}: {head}");
+        assert!(!head.contains("content-length"), "{method}: {head}");
+    }
+    let head = raw_head(&s, &format!("HEAD {uri} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await;
+    assert!(head.contains("content-length: 50000"), "{head}");
+    let head =
+        raw_head(&s, &format!("PUT {uri} HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\nv"))
+            .await;
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    s.stop().await;
+}

@@ -3,6 +3,8 @@
 //! Values travel as raw bytes. Each stored value has a version, sent as `ETag: "<version>"`;
 //! `If-Match`/`If-None-Match` turn a write into a compare-and-set.
 
+use std::borrow::Cow;
+
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
@@ -40,46 +42,121 @@ fn entity_tags(text: &str) -> impl Iterator<Item = &str> {
     .map(str::trim)
 }
 
-/// The condition a write carries, from `If-Match` / `If-None-Match` (`If-Match` first, when
-/// both are sent).
+/// The value of a header that a client may send as several field lines (`If-Match`,
+/// `If-None-Match`): the lines joined with `", "`, which RFC 9110 (5.3) makes the same list as
+/// one line holding them all. `Ok(None)` when it is absent; `Err(())` when a line is not
+/// visible ASCII. One line (the usual case) is borrowed, not copied.
+fn field_list<'h>(headers: &'h HeaderMap, name: &header::HeaderName) -> Result<Option<Cow<'h, str>>, ()> {
+    let mut lines = headers.get_all(name).iter();
+    let Some(first) = lines.next() else { return Ok(None) };
+    let first = first.to_str().map_err(|_| ())?;
+    let mut joined: Option<String> = None;
+    for line in lines {
+        let text = joined.get_or_insert_with(|| first.to_string());
+        text.push_str(", ");
+        text.push_str(line.to_str().map_err(|_| ())?);
+    }
+    Ok(Some(joined.map_or(Cow::Borrowed(first), Cow::Owned)))
+}
+
+/// A write's `If-None-Match`, parsed.
+enum NoneMatch {
+    /// `*`: only if the key has no value.
+    Any,
+    /// Only if the current version is none of these (weak tags name versions too).
+    Versions(Vec<Version>),
+}
+
+/// The condition a write carries, from `If-Match` / `If-None-Match`, each read from all of
+/// its field lines. Both are parsed before either is evaluated, so a malformed one is 400
+/// whatever the other says.
 ///
 /// `If-Match` may list several ETags, and holds when the current version is any of them (RFC
 /// 9110 13.1.1). The engine's condition names one version, so for a list this reads the key's
 /// current version and names it if it is listed. A write between that read and the append
 /// makes a new version, which no client can have been given yet: the append then fails, as the
 /// list would have.
+///
+/// With both headers, `If-Match` is evaluated first and then `If-None-Match` (RFC 9110
+/// 13.2.2), against one read of the current version; the write needs both to hold, and is
+/// made conditional on that version.
 fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
-    if let Some(value) = headers.get(header::IF_MATCH) {
-        let text = value.to_str().map_err(|_| ApiError::malformed("If-Match is not ASCII"))?.trim();
-        if text == "*" {
-            return Ok(Some(Expect::Present));
-        }
-        // Entity tags we never issued (weak ones, words) can never match (RFC 9110 13.1.1).
-        let listed: Vec<Version> = entity_tags(text).filter_map(parse_etag).collect();
-        return match listed[..] {
-            [] => Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "condition_failed",
-                format!("If-Match {text} names no version of this key; send the ETag of a GET, like \"42\""),
-            )),
-            [version] => Ok(Some(Expect::Version(version))),
-            _ => {
-                let current = dim.version(key)?;
-                match current {
-                    Some(version) if listed.contains(&version) => Ok(Some(Expect::Version(version))),
-                    _ => Err(list_failed(text, current)),
-                }
+    let if_match = field_list(headers, &header::IF_MATCH).map_err(|_| ApiError::malformed("If-Match is not ASCII"))?;
+    let if_none_match =
+        field_list(headers, &header::IF_NONE_MATCH).map_err(|_| ApiError::malformed("If-None-Match is not ASCII"))?;
+    let if_none_match = match &if_none_match {
+        Some(text) => Some((text.trim(), parse_none_match(text.trim())?)),
+        None => None,
+    };
+    match (if_match, if_none_match) {
+        (None, None) => Ok(None),
+        (Some(if_match), None) => match_condition(if_match.trim(), dim, key),
+        (None, Some((_, NoneMatch::Any))) => Ok(Some(Expect::Absent)),
+        (None, Some((text, NoneMatch::Versions(listed)))) => none_match_condition(text, &listed, dim, key),
+        (Some(if_match), Some((none_text, none_match))) => {
+            let if_match = if_match.trim();
+            let current = dim.version(key)?;
+            let version = match current {
+                Some(version) if if_match == "*" || strong_versions(if_match).contains(&version) => version,
+                _ => return Err(if_match_failed(if_match, current)),
+            };
+            let listed = match &none_match {
+                NoneMatch::Any => true,
+                NoneMatch::Versions(listed) => listed.contains(&version),
+            };
+            if listed {
+                return Err(condition_failed(
+                    format!(
+                        "If-Match {if_match} holds, but If-None-Match {none_text} names the current version \"{version}\"; a write needs both to hold"
+                    ),
+                    current,
+                ));
             }
-        };
-    }
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        let text = value.to_str().map_err(|_| ApiError::malformed("If-None-Match is not ASCII"))?.trim();
-        if text == "*" {
-            return Ok(Some(Expect::Absent));
+            Ok(Some(Expect::Version(version)))
         }
-        return none_match_condition(text, dim, key);
     }
-    Ok(None)
+}
+
+/// The versions an `If-Match` list names: entity tags this server never issued (weak ones,
+/// words) name none, as they can never match (strong comparison, RFC 9110 13.1.1).
+fn strong_versions(text: &str) -> Vec<Version> {
+    entity_tags(text).filter_map(parse_etag).collect()
+}
+
+/// The condition of an `If-Match` alone: `*`, one version (left to the engine), or a list.
+fn match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
+    if text == "*" {
+        return Ok(Some(Expect::Present));
+    }
+    let listed = strong_versions(text);
+    match listed[..] {
+        // Nothing this server issued: it can never hold. The 412 still tells the current ETag.
+        [] => Err(condition_failed(
+            format!("If-Match {text} names no version of this key; send the ETag of a GET, like \"42\""),
+            dim.version(key)?,
+        )),
+        [version] => Ok(Some(Expect::Version(version))),
+        _ => {
+            let current = dim.version(key)?;
+            match current {
+                Some(version) if listed.contains(&version) => Ok(Some(Expect::Version(version))),
+                _ => Err(if_match_failed(text, current)),
+            }
+        }
+    }
+}
+
+/// A write's `If-None-Match`: `*` or a list of entity tags, else 400 `malformed` (a client
+/// must hear about it rather than have its write made unconditional).
+fn parse_none_match(text: &str) -> Result<NoneMatch, ApiError> {
+    if text == "*" {
+        return Ok(NoneMatch::Any);
+    }
+    listed_versions(text).map(NoneMatch::Versions).ok_or_else(|| {
+        ApiError::malformed(format!(
+            "If-None-Match {text} is neither * nor a list of ETags; send * (write only if the key has no value) or ETags like \"42\""
+        ))
+    })
 }
 
 /// The condition of an `If-None-Match` list of ETags on a write: fails (412) if the current
@@ -88,12 +165,12 @@ fn write_condition(headers: &HeaderMap, dim: &Dimension, key: &[u8]) -> Result<O
 /// could only become the key's version through a write landing between this read and the
 /// append, so then the write is made conditional on the state read (and such a write in
 /// between fails it).
-fn none_match_condition(text: &str, dim: &Dimension, key: &[u8]) -> Result<Option<Expect>, ApiError> {
-    let listed = listed_versions(text).ok_or_else(|| {
-        ApiError::malformed(format!(
-            "If-None-Match {text} is neither * nor a list of ETags; send * (write only if the key has no value) or ETags like \"42\""
-        ))
-    })?;
+fn none_match_condition(
+    text: &str,
+    listed: &[Version],
+    dim: &Dimension,
+    key: &[u8],
+) -> Result<Option<Expect>, ApiError> {
     if listed.is_empty() {
         return Ok(None); // only tags this server never issued: none can match
     }
@@ -122,13 +199,14 @@ fn listed_versions(text: &str) -> Option<Vec<Version>> {
     Some(versions)
 }
 
-/// The 412 of an `If-Match` list that does not name the current version.
-fn list_failed(if_match: &str, current: Option<Version>) -> ApiError {
+/// The 412 of an `If-Match` (`*` or a list) that does not hold for the current version.
+fn if_match_failed(if_match: &str, current: Option<Version>) -> ApiError {
     let now = match current {
         Some(version) => format!("the current version is \"{version}\""),
         None => "the key has no value".to_string(),
     };
-    condition_failed(format!("If-Match {if_match} does not name the current version: {now}"), current)
+    let what = if if_match == "*" { "needs a value" } else { "does not name the current version" };
+    condition_failed(format!("If-Match {if_match} {what}: {now}"), current)
 }
 
 /// A 412 `condition_failed`; like the engine's, it carries the current `ETag` when the key
@@ -141,12 +219,15 @@ fn condition_failed(detail: String, current: Option<Version>) -> ApiError {
     }
 }
 
-/// `If-None-Match` on a read: does the client already have this version?
+/// `If-None-Match` on a read (all its field lines): does the client already have this version?
+/// A header that is not ASCII names nothing: the value is sent.
 fn not_modified(headers: &HeaderMap, version: Version) -> bool {
-    let Some(text) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+    let Ok(Some(text)) = field_list(headers, &header::IF_NONE_MATCH) else {
         return false;
     };
-    entity_tags(text).any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version))
+    let matched =
+        entity_tags(&text).any(|tag| tag == "*" || parse_etag(tag.strip_prefix("W/").unwrap_or(tag)) == Some(version));
+    matched
 }
 
 /// What a read of a key answers with.
@@ -205,11 +286,11 @@ fn value_head(value: &jessy_storage::Value) -> [(header::HeaderName, HeaderValue
     params(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key: the rest of the path, percent-decoded to bytes (`a/b/c` is one key, `%00%FF` two bytes); 1 to 4096 bytes"),
-        ("If-None-Match" = Option<String>, Header, description = "An ETag the client has; answered 304 if it is still current"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has (a list, weak ones too, or `*`); answered 304 if one is current"),
     ),
     responses(
         (status = 200, description = "The value", body = RawValue, content_type = "application/octet-stream", headers(("ETag" = String, description = "The value's version, quoted"))),
-        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 304, description = "Not modified (If-None-Match matched); no body", headers(("ETag" = String, description = "The current version"))),
         (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`key_not_found` or `dimension_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -245,10 +326,11 @@ pub(crate) fn get_now(state: &AppState, raw_path: &str, headers: &HeaderMap) -> 
     params(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has (a list, weak ones too, or `*`); answered 304 if one is current"),
     ),
     responses(
         (status = 200, description = "The key has a value", headers(("ETag" = String, description = "The value's version"), ("Content-Length" = u64, description = "The value's length"))),
-        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 304, description = "Not modified (If-None-Match matched); no body, no Content-Length", headers(("ETag" = String, description = "The current version"))),
         (status = 400, description = "Malformed key or dimension name"),
         (status = 401, description = "Missing or wrong bearer token"),
         (status = 404, description = "`key_not_found` or `dimension_not_found`"),
@@ -269,7 +351,8 @@ pub(crate) async fn head(
 
 /// Stores a value (the raw request body). `If-Match: "<version>"` (or a list of them) writes
 /// only over that version, `If-None-Match: *` only if the key has no value, `If-None-Match`
-/// with ETags only if the current version is none of them; 412 otherwise.
+/// with ETags only if the current version is none of them; with both, both must hold (If-Match
+/// is evaluated first); 412 otherwise, once the write could otherwise succeed.
 #[utoipa::path(
     put,
     path = "/v1/dimensions/{dim}/keys/{key}",
@@ -277,7 +360,7 @@ pub(crate) async fn head(
     params(
         super::DimPath,
         ("key" = String, Path, example = "user:42", description = "The key, percent-encoded; 1 to 4096 bytes"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`) or one of a list of them (`\"41\", \"42\"`), or `*`: only if the key has a value"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the current version is this ETag (`\"42\"`) or one of a list of them (`\"41\", \"42\"`), or `*`: only if the key has a value. Evaluated before If-None-Match; with both, both must hold"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key has no value; a list of ETags (weak ones match too): write only if the current version is none of them"),
     ),
     request_body(content = Option<RawValue>, content_type = "application/octet-stream", description = "The value, any bytes, up to the region size (MMAP_MAX_SIZE); no body stores the empty value"),
@@ -286,7 +369,7 @@ pub(crate) async fn head(
         (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name, bad If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dimension (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The condition failed (`condition_failed`); the current ETag is sent when there is one", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The condition failed (`condition_failed`); the current ETag is sent when the key has a value", body = Problem, content_type = "application/problem+json", headers(("ETag" = String, description = "The current version, when the key has a value"))),
         (status = 413, description = "The value does not fit in a region (`value_too_large`)", body = Problem, content_type = "application/problem+json"),
         (status = 414, description = "Key longer than 4096 bytes (`key_too_large`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is read-only (`read_only`)", body = Problem, content_type = "application/problem+json"),
@@ -306,7 +389,15 @@ pub(crate) async fn put(
     // evaluated for a request that could otherwise succeed (RFC 9110 13.2.1).
     let dim = state.store.get_dimension(&dim)?;
     let value = body.map_err(|rejection| body_error(rejection, &state))?;
-    let condition = write_condition(&headers, &dim, &key)?;
+    let condition = match write_condition(&headers, &dim, &key) {
+        Ok(condition) => condition,
+        // The engine checks a value's size before its condition; a condition this server
+        // found failing itself must not be answered 412 before the size is checked either.
+        Err(failed) if failed.status == StatusCode::PRECONDITION_FAILED => {
+            return Err(check_fits(&dim, &key, &value, state.config.storage.max_size_bytes()).err().unwrap_or(failed))
+        }
+        Err(e) => return Err(e),
+    };
     let version = if state.immediate() {
         // The committer appends and syncs it with the other writes waiting (blocking.rs).
         blocking::answered(|reply| dim.enqueue_put(&key, value, condition, reply)).await?
@@ -320,6 +411,43 @@ pub(crate) async fn put(
         blocking::durable(ticket).await?
     };
     Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response())
+}
+
+/// Below this much short of the region size (`MMAP_MAX_SIZE`), a value and its key fit in a
+/// record whatever the engine's headers take (a few dozen bytes).
+const SURELY_FITS_MARGIN: u64 = 64 * 1024;
+
+/// `Ok` if the engine would take `value` under `key` as far as its size goes; else its 413
+/// `value_too_large`, as it would answer the same write without a condition (or another
+/// answer it gives first, such as `dimension_not_found` for a dimension dropped meanwhile).
+///
+/// The engine has no call that only checks a size, and its limit per record depends on its
+/// headers and the key. So, for a value near the region size, this asks it to store one
+/// byte more than a whole region under the key: no record is larger than its region, so the
+/// engine refuses that before it takes a lock or looks at the key, with the largest value
+/// it takes under this key. Only a failing conditional write near the limit pays for this.
+fn check_fits(dim: &Dimension, key: &[u8], value: &[u8], region: u64) -> Result<(), ApiError> {
+    let len = value.len() as u64;
+    if len.saturating_add(key.len() as u64).saturating_add(SURELY_FITS_MARGIN) <= region {
+        return Ok(());
+    }
+    let Some(oversized) = region.checked_add(1).and_then(|n| usize::try_from(n).ok()) else {
+        return Ok(()); // no value could be as large as such a region
+    };
+    // Zeroed memory: mapped lazily, never written.
+    let probe = vec![0u8; oversized];
+    // `Version(0)` is never a key's version: should the size check ever pass, the write fails.
+    match dim.try_submit_put(key, &probe, Some(Expect::Version(Version(0)))) {
+        Err(jessy_storage::Error::ValueTooLarge { max, .. }) if len > max => {
+            Err(jessy_storage::Error::ValueTooLarge { what: "value", len, max }.into())
+        }
+        Err(jessy_storage::Error::ValueTooLarge { .. }) | Err(jessy_storage::Error::ConditionFailed { .. }) => Ok(()),
+        Err(other) => Err(other.into()),
+        Ok(_) => {
+            tracing::error!(len = oversized, "the engine accepted a value larger than its region");
+            Ok(())
+        }
+    }
 }
 
 /// Deletes a key: 204 whether or not it had a value. `If-Match` makes it conditional.
@@ -338,7 +466,7 @@ pub(crate) async fn put(
         (status = 400, description = "Empty key, bad percent-encoding, invalid dimension name, bad If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dimension (`dimension_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The condition failed (`condition_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The condition failed (`condition_failed`); the current ETag is sent when the key has a value", body = Problem, content_type = "application/problem+json", headers(("ETag" = String, description = "The current version, when the key has a value"))),
         (status = 414, description = "Key longer than 4096 bytes (`key_too_large`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is read-only (`read_only`)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "Disk full (`disk_full`)", body = Problem, content_type = "application/problem+json"),
@@ -419,8 +547,24 @@ mod tests {
 
         assert_eq!(condition(None, None, b"k").unwrap(), None);
         assert_eq!(condition(None, Some("*".into()), b"k").unwrap(), Some(Expect::Absent));
-        // If-Match wins over If-None-Match.
-        assert_eq!(condition(Some("\"7\"".into()), Some("*".into()), b"k").unwrap(), Some(Expect::Version(Version(7))));
+        // Both: If-Match first, then If-None-Match (RFC 9110 13.2.2); the write needs both.
+        assert_eq!(failed(condition(Some("\"7\"".into()), Some("*".into()), b"k")), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            failed(condition(Some(format!("\"{current}\"")), Some("*".into()), b"k")),
+            StatusCode::PRECONDITION_FAILED
+        );
+        assert_eq!(failed(condition(Some("*".into()), Some("*".into()), b"k")), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(failed(condition(Some("*".into()), Some("*".into()), b"absent")), StatusCode::PRECONDITION_FAILED);
+        let cur = format!("\"{current}\"");
+        assert_eq!(
+            failed(condition(Some(cur.clone()), Some(format!("W/{cur}")), b"k")),
+            StatusCode::PRECONDITION_FAILED
+        );
+        let other = format!("\"{}\"", current.0 + 5);
+        assert_eq!(condition(Some(cur.clone()), Some(other), b"k").unwrap(), Some(Expect::Version(current)));
+        assert_eq!(condition(Some("*".into()), Some("W/\"x\"".into()), b"k").unwrap(), Some(Expect::Version(current)));
+        // A malformed If-None-Match is 400 next to any If-Match.
+        assert_eq!(failed(condition(Some(cur), Some("42".into()), b"k")), StatusCode::BAD_REQUEST);
         assert_eq!(condition(Some("*".into()), None, b"k").unwrap(), Some(Expect::Present));
         for never in ["W/\"7\"", "7", "\"x\"", "W/\"1\", W/\"2\""] {
             assert_eq!(failed(condition(Some(never.into()), None, b"k")), StatusCode::PRECONDITION_FAILED, "{never}");
@@ -467,6 +611,25 @@ mod tests {
         for bad in ["7", "\"7\", 8", "\"7", "*, \"7\"", "", "\"7\" \"8\""] {
             assert_eq!(failed(none_match(bad.into(), b"k")), StatusCode::BAD_REQUEST, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn repeated_lines_are_one_list() {
+        let mut h = HeaderMap::new();
+        assert_eq!(field_list(&h, &header::IF_MATCH), Ok(None));
+        h.append(header::IF_MATCH, HeaderValue::from_static("\"1\""));
+        assert_eq!(field_list(&h, &header::IF_MATCH), Ok(Some(Cow::Borrowed("\"1\""))));
+        h.append(header::IF_MATCH, HeaderValue::from_static("W/\"2\", \"3\""));
+        assert_eq!(field_list(&h, &header::IF_MATCH).unwrap().as_deref(), Some("\"1\", W/\"2\", \"3\""));
+        h.append(header::IF_MATCH, HeaderValue::from_bytes(b"\"\xff\"").unwrap());
+        assert_eq!(field_list(&h, &header::IF_MATCH), Err(()));
+
+        let mut h = HeaderMap::new();
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"1\""));
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"5\""));
+        assert!(not_modified(&h, Version(5)));
+        assert!(not_modified(&h, Version(1)));
+        assert!(!not_modified(&h, Version(3)));
     }
 
     #[test]

@@ -122,9 +122,9 @@ impl Cursor {
 
 fn parse_bool(name: &str, value: &[u8]) -> Result<bool, ApiError> {
     match value {
-        b"true" | b"1" | b"" => Ok(true),
+        b"true" | b"1" => Ok(true),
         b"false" | b"0" => Ok(false),
-        _ => Err(ApiError::malformed(format!("{name} must be true or false"))),
+        _ => Err(ApiError::malformed(format!("{name} must be true, false, 1 or 0"))),
     }
 }
 
@@ -148,7 +148,9 @@ fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
             "reverse" => p.reverse = parse_bool("reverse", &value)?,
             "keys_only" => p.keys_only = parse_bool("keys_only", &value)?,
             "encoding" => p.encoding = Encoding::parse(&value)?,
-            _ => {} // unknown parameters are ignored, as proxies and caches add their own
+            // Unknown parameters are ignored, as proxies and caches add their own; but the whole
+            // query string must decode (`parse_query`), so a broken encoder is told, not ignored.
+            _ => {}
         }
     }
     if let Some(cursor) = &p.cursor {

@@ -116,18 +116,38 @@ pub(crate) async fn snapshot(State(state): State<AppState>) -> Result<Response, 
     let body = stream::once(async move { Ok::<_, io::Error>(first) });
     let body = Body::from_stream(futures_util::StreamExt::chain(body, rest));
 
+    Ok((StatusCode::OK, snapshot_head(), body).into_response())
+}
+
+/// The headers of a snapshot's 200: its type and a file name with the time.
+fn snapshot_head() -> [(header::HeaderName, HeaderValue); 2] {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"jessy-snapshot-{secs}.tar.gz\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/gzip")),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    [(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip")), (header::CONTENT_DISPOSITION, disposition)]
+}
+
+/// The headers `GET /v1/snapshot` would answer with, without taking the backup (which a
+/// `HEAD` would throw away): the archive's length is not known before it is written, so
+/// there is no `Content-Length`. A closed store is 503 as for `GET`; a backup that would fail
+/// later (say, no room for its scratch copy) only fails the `GET`.
+#[utoipa::path(
+    head,
+    path = "/v1/snapshot",
+    tag = "operations",
+    responses(
+        (status = 200, description = "A GET would stream the archive; nothing is taken",
+            headers(("Content-Disposition" = String, description = "attachment; filename=\"jessy-snapshot-<unix seconds>.tar.gz\""))),
+        (status = 401, description = "Missing or wrong bearer token"),
+        (status = 503, description = "The store is closed (`store_closed`)"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn head(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.store.get_dimension(jessy_storage::DEFAULT_DIMENSION)?;
+    // A body of unknown length, as the GET's: an empty one would be given `Content-Length: 0`.
+    let body = Body::from_stream(stream::empty::<Result<Bytes, io::Error>>());
+    Ok((StatusCode::OK, snapshot_head(), body).into_response())
 }
 
 async fn finished(backup: Backup) -> Result<(), ApiError> {
