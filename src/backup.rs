@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _};
 
-use crate::common::{byte_spinner, human, Need, StoreOpts};
+use crate::common::{byte_spinner, human, Need, StoreOpts, Via};
 use crate::Failure;
 
 /// The flags of `jessy backup`.
@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         )
         .into());
     }
-    let store = args.store.open(Need::Existing)?;
+    let store = args.store.open_as(Need::Existing, Via::Snapshot, |c| c)?;
     let bar = byte_spinner("backing up");
     if to_stdout {
         let out = std::io::stdout().lock();

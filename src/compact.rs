@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Context as _};
 
-use crate::common::{engine, existing_dimension, human, steps, Need, StoreOpts};
+use crate::common::{engine, existing_dimension, steps, Need, StoreOpts};
 use crate::Failure;
 
 /// The flags of `jessy compact`.
@@ -31,16 +31,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let bar = steps(dims.len() as u64, "compacting");
     let mut total = 0;
+    let mut layers = 0;
     let mut lines = Vec::new();
     for dim in &dims {
         bar.set_message(format!("compacting {}", dim.name()));
         let report = dim.compact().map_err(engine)?;
         total += report.bytes_reclaimed;
+        layers += report.layers_compacted;
         lines.push(format!(
-            "{} {}: reclaimed {} ({} layers rewritten)",
+            "{} {}: reclaimed {} bytes ({} layers rewritten)",
             dim.dir(),
             dim.name(),
-            human(report.bytes_reclaimed),
+            report.bytes_reclaimed,
             report.layers_compacted
         ));
         bar.inc(1);
@@ -50,6 +52,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
     for line in lines {
         println!("{line}");
     }
-    println!("total: reclaimed {}", human(total));
+    println!("total: reclaimed {total} bytes ({layers} layers rewritten)");
     Ok(())
 }

@@ -28,7 +28,7 @@ pub struct GetArgs {
 pub struct PutArgs {
     #[command(flatten)]
     store: StoreOpts,
-    /// Dimension name; created if it does not exist
+    /// Dimension name (created if it does not exist), or directory name of an existing one (D01)
     dim: String,
     /// The key (its bytes as given; see --escaped)
     key: OsString,

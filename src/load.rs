@@ -20,7 +20,7 @@ use jessy_storage::{validate_dimension_name, Durability, Store, WriteBatch, MAX_
 use serde::Deserialize;
 
 use crate::bytes::from_json;
-use crate::common::{engine, spinner, Need, StoreOpts};
+use crate::common::{engine, existing_dimension, is_dir_name, spinner, Need, StoreOpts};
 use crate::Failure;
 
 /// Lines per group (a group is checked whole before it is written).
@@ -41,7 +41,8 @@ pub struct Args {
     /// The JSON lines file; `-` (the default) reads standard input
     #[arg(value_name = "FILE", default_value = "-")]
     file: PathBuf,
-    /// Load every line into this dimension, whatever its "dim" says
+    /// Load every line into this dimension, whatever its "dim" says (a name, created if
+    /// needed, or the directory name of an existing dimension, like D01)
     #[arg(long, value_name = "DIM")]
     into: Option<String>,
 }
@@ -90,7 +91,10 @@ struct Loader {
 
 /// Reads the lines, writes them in checked groups, syncs once; reports what it did.
 pub fn run(args: Args) -> Result<(), Failure> {
-    if let Some(into) = &args.into {
+    // `--into` takes what `put` takes: a dimension's name (created if needed) or the
+    // directory name of an existing one (`D01`). A name no dimension can have fails before
+    // the store is opened; a directory name is looked up once it is.
+    if let Some(into) = args.into.as_deref().filter(|d| !is_dir_name(d)) {
         validate_dimension_name(into).map_err(engine)?;
     }
     let from_stdin = args.file.as_os_str() == "-";
@@ -102,6 +106,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let source = if from_stdin { "standard input".to_string() } else { args.file.display().to_string() };
     let store = args.store.open_with(Need::CreateIfMissing, |c| c.durability(Durability::None))?;
+    if let Some(into) = args.into.as_deref().filter(|d| is_dir_name(d)) {
+        existing_dimension(&store, into)?;
+    }
     let max_size = store.config().max_size_bytes();
     let mut loader = Loader {
         known_dims: store.dimensions().iter().map(|d| d.name()).collect(),

@@ -15,6 +15,7 @@ mod info;
 mod init;
 mod kv;
 mod load;
+mod logging;
 mod restore;
 mod scan;
 mod serve;
@@ -38,6 +39,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Every command but `serve` works on the data directory directly (`--data DIR`, else
 /// MMAP_BASE_PATH, else ./data/mmap) and takes the store's lock: while `jessy serve` runs on
 /// it, use the HTTP API instead. Exit status: 0 success, 1 not found, 2 any other error.
+/// Repairs the engine makes on open (a torn tail cut, an index rebuilt) are printed on
+/// standard error as warnings (RUST_LOG sets the level; default warn).
 #[derive(Debug, Parser)]
 #[command(name = "jessy", version, propagate_version = true)]
 struct Cli {
@@ -95,8 +98,15 @@ enum Command {
     /// of its group is written (earlier groups stay); the store is synced once, at the end.
     Load(load::Args),
     /// Write a consistent .tar.gz of consciousness/ (atomically: a failed backup leaves no file).
+    ///
+    /// Needs the store's lock: while `jessy serve` runs on the store, take the same archive
+    /// from it with `curl -o backup.tar.gz http://<JESSY_ADDR>/v1/snapshot`.
     Backup(backup::Args),
     /// Replace the store with a backup archive (refuses a store holding data unless --force).
+    ///
+    /// The archive is checked whole before anything is replaced: every entry complete, tar's
+    /// end-of-archive marker present, every gzip checksum matching, every file index.json
+    /// lists present, every record's checksum verified.
     Restore(restore::Args),
 }
 
@@ -109,6 +119,10 @@ fn main() -> ExitCode {
             std::env::set_var("MMAP_BASE_PATH", &dir);
         }
         let _ = common::TOP_DATA.set(dir);
+    }
+    if !matches!(cli.command, Command::Serve(_)) {
+        // The engine's warnings (repairs on open) go to standard error; `serve` logs JSON.
+        logging::init();
     }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

@@ -14,15 +14,16 @@
 //!    where that is not supported.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Read, Write as _};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, Context as _};
 use jessy_storage::{Error, Store};
 
-use crate::common::{byte_spinner, has_store, locked, StoreOpts};
+use crate::common::{byte_spinner, has_store, is_dir_name, locked, StoreOpts};
 use crate::init::write_readme;
+use crate::verify::problem_text;
 use crate::Failure;
 
 /// The flags of `jessy restore`.
@@ -102,15 +103,36 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Err(anyhow!("{source} holds no consciousness/ directory: it is not a Jessy backup").into());
     }
 
+    check_manifests(&staged_root, &source)?;
+
     // Open the staged copy (a store of its own) and check every checksum before using it.
-    let staged = Store::open_with(&staging, config.clone())
-        .with_context(|| format!("the store in {source} does not open; nothing was changed"))?;
+    // Names are shown as in the archive (`consciousness/D01/...`), not under the staging dir.
+    let in_archive = |p: &Path| p.strip_prefix(&staging).unwrap_or(p).display().to_string();
+    let staged = match Store::open_with(&staging, config.clone()) {
+        Ok(store) => store,
+        Err(Error::MissingFiles(files)) => {
+            let names: Vec<String> = files.iter().map(|f| in_archive(f)).collect();
+            return Err(anyhow!(
+                "{source} is incomplete: index.json lists {} file(s) the archive does not have: {}; it is not a \
+                 whole backup (a copy taken while the store was compacting, or a cut or hand-made archive); \
+                 nothing was changed",
+                names.len(),
+                names.join(", ")
+            )
+            .into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("the store in {source} does not open; nothing was changed"))
+                .into())
+        }
+    };
     let report = staged.verify();
     if !report.is_ok() {
         let list: Vec<String> = report
             .problems
             .iter()
-            .map(|p| format!("{} at offset {}: {}", p.file.display(), p.offset, p.what))
+            .map(|p| format!("{} at offset {}: {}", in_archive(&p.file), p.offset, problem_text(&p.what)))
             .collect();
         return Err(anyhow!(
             "the store in {source} is damaged ({} problem(s)); nothing was changed:\n  {}",
@@ -136,10 +158,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 /// Extracts the accepted entries of a `.tar.gz` (or plain `.tar`) into `dest`; returns the
 /// number of files.
+///
+/// The archive counts as whole only when it is read to its very end: every entry's data in
+/// full, the tar end-of-archive marker (two 512-byte zero blocks) and nothing but zeros after
+/// it, and, for a `.tar.gz`, every gzip member's CRC-32 and length checked ([`GzipMembers`]).
+/// A tar cut off at an entry boundary or a gzip stream with a flipped byte is refused here,
+/// before anything is opened or swapped in.
 fn extract(input: Box<dyn Read>, dest: &Path, bar: &indicatif::ProgressBar) -> anyhow::Result<u64> {
     let mut input = BufReader::with_capacity(1 << 20, input);
-    let gzip = input.fill_buf().context("reading the archive")?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(input)) } else { Box::new(input) };
+    let gzip = input.fill_buf().context("reading the archive")?.starts_with(&GZIP_MAGIC);
+    let reader: Box<dyn Read> = if gzip { Box::new(GzipMembers::new(input)) } else { Box::new(input) };
     let mut archive = tar::Archive::new(reader);
     let mut files = 0;
     for entry in archive.entries().context("reading the archive")? {
@@ -161,8 +189,16 @@ fn extract(input: Box<dyn Read>, dest: &Path, bar: &indicatif::ProgressBar) -> a
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
                 }
+                let size = entry.size();
                 let mut out = File::create(&target).with_context(|| format!("creating {}", target.display()))?;
                 let n = std::io::copy(&mut entry, &mut out).with_context(|| format!("extracting {:?}", raw))?;
+                if n != size {
+                    return Err(anyhow!(
+                        "the archive is truncated: entry {:?} should have {size} bytes and has {n}; \
+                         nothing was restored",
+                        raw
+                    ));
+                }
                 out.flush().and_then(|()| out.sync_all()).with_context(|| format!("syncing {}", target.display()))?;
                 bar.inc(n);
                 files += 1;
@@ -177,8 +213,130 @@ fn extract(input: Box<dyn Read>, dest: &Path, bar: &indicatif::ProgressBar) -> a
             }
         }
     }
+    check_end(archive.into_inner())?;
     sync_dirs(&dest.join("consciousness"));
     Ok(files)
+}
+
+/// The first two bytes of a gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads what follows the last tar entry to the end of the input. The tar reader stops at
+/// the first zero block, or at the end of the input when there is none; a whole archive has
+/// its end-of-archive marker (two zero blocks), possibly padded with more zeros to a record
+/// size, and nothing else. Reading to the end also makes the gzip layer check its trailers.
+fn check_end(mut rest: impl Read) -> anyhow::Result<()> {
+    const TAR_BLOCK: u64 = 512;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut zeros = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("reading the archive to its end (the gzip checksum)"));
+            }
+        };
+        if let Some(at) = buf[..n].iter().position(|&b| b != 0) {
+            return Err(anyhow!(
+                "the archive has data after its end-of-archive marker (at byte {} past the last entry); \
+                 it is not one whole tar archive",
+                TAR_BLOCK + zeros + at as u64
+            ));
+        }
+        zeros += n as u64;
+    }
+    // The reader consumed the first zero block (if there was one); the second must follow.
+    if zeros < TAR_BLOCK {
+        return Err(anyhow!(
+            "the archive is truncated: it ends without tar's end-of-archive marker (two 512-byte zero \
+             blocks), so entries after the last one read may be missing; use a complete copy of the backup"
+        ));
+    }
+    Ok(())
+}
+
+/// The decompressed bytes of a gzip stream: one member, or several in a row (as `cat a.gz
+/// b.gz` makes). flate2 checks each member's CRC-32 and length when it reaches the member's
+/// end, and fails on a mismatch; zero bytes after the last member (padding some tools add,
+/// which `gzip -d` ignores) are accepted, anything else after it is an error.
+struct GzipMembers<R: BufRead> {
+    /// The member being read; `None` once the input is used up.
+    member: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    fn new(input: R) -> GzipMembers<R> {
+        GzipMembers { member: Some(flate2::bufread::GzDecoder::new(input)) }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else { return Ok(0) };
+            let n = member.read(buf).map_err(|e| match e.kind() {
+                ErrorKind::InvalidInput | ErrorKind::InvalidData | ErrorKind::UnexpectedEof => std::io::Error::new(
+                    e.kind(),
+                    format!("the gzip data is damaged ({e}); use an intact copy of the backup"),
+                ),
+                _ => e,
+            })?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended and its checksum and length matched. What follows?
+            let Some(member) = self.member.take() else { return Ok(0) };
+            let mut input = member.into_inner();
+            let next = input.fill_buf()?;
+            match next.first() {
+                None => return Ok(0),
+                Some(&b) if b == GZIP_MAGIC[0] => self.member = Some(flate2::bufread::GzDecoder::new(input)),
+                Some(0) => loop {
+                    let chunk = input.fill_buf()?;
+                    if chunk.is_empty() {
+                        return Ok(0);
+                    }
+                    if chunk.iter().any(|&b| b != 0) {
+                        return Err(trailing_garbage());
+                    }
+                    let len = chunk.len();
+                    input.consume(len);
+                },
+                Some(_) => return Err(trailing_garbage()),
+            }
+        }
+    }
+}
+
+fn trailing_garbage() -> std::io::Error {
+    std::io::Error::new(
+        ErrorKind::InvalidData,
+        "the file goes on after the end of its gzip data with bytes that are neither another gzip member \
+         nor zero padding; it is damaged or not one archive",
+    )
+}
+
+/// Every dimension directory in the archive (`consciousness/Dnn/`) must have its manifest,
+/// `index.json`: without it, opening would rebuild one from whatever layer files are there,
+/// and a backup that lost files would restore as if it were whole. (That every file a
+/// manifest lists is in the archive is checked by opening the staged store.)
+fn check_manifests(root: &Path, source: &str) -> Result<(), Failure> {
+    let entries = std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_dir_name(name) && entry.path().is_dir() && !entry.path().join("index.json").is_file() {
+            return Err(anyhow!(
+                "{source} is incomplete: it has consciousness/{name}/ but no consciousness/{name}/index.json (the \
+                 dimension's manifest); it is not a whole backup; nothing was changed"
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The entry's path, relative and under `consciousness/`; `Ok(None)` for `.` itself.

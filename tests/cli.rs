@@ -368,6 +368,7 @@ fn verify_finds_a_flipped_bit_in_a_sealed_layer() {
     assert_eq!(code(&out), 2, "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     let report = stdout(&out);
     assert!(report.contains("problem: ") && report.contains("L00000001.mmap at offset "), "{report}");
+    assert!(report.contains(": entry checksum mismatch") && !report.contains("Bad("), "plain reasons: {report}");
     assert!(stderr(&out).contains("problem"), "{}", stderr(&out));
     let out = run_env(data, &["verify", "--json"], b"", &SMALL);
     assert_eq!(code(&out), 2);
@@ -390,6 +391,13 @@ fn compact_reclaims_overwritten_space() {
         serde_json::from_slice(&ok(run_env(data, &["info", "--json"], b"", &SMALL))).unwrap();
     let out = stdout(&run_env(data, &["compact", "--threshold", "0"], b"", &SMALL));
     assert!(out.contains("D01 default: reclaimed"), "{out}");
+    // As docs/CLI.md shows it: "reclaimed N bytes (M layers rewritten)".
+    for line in out.lines() {
+        let rest = line.split_once(": reclaimed ").map(|(_, r)| r).unwrap_or_else(|| panic!("{out}"));
+        let (bytes, layers) = rest.split_once(" bytes (").unwrap_or_else(|| panic!("{out}"));
+        assert!(bytes.parse::<u64>().is_ok() && layers.ends_with(" layers rewritten)"), "{out}");
+        assert!(layers.trim_end_matches(" layers rewritten)").parse::<u64>().is_ok(), "{out}");
+    }
     let total = out.lines().last().unwrap().to_string();
     assert!(total.starts_with("total: reclaimed") && !total.contains("reclaimed 0 bytes"), "{out}");
     let after: serde_json::Value =
@@ -639,10 +647,346 @@ fn a_store_held_by_jessy_serve_points_to_the_http_api() {
         assert!(msg.contains(&format!("curl http://{}/v1/", server.addr)), "{msg}");
     }
     let backup = dir.path().join("b.tar.gz");
-    fails(&run_env(&data, &["backup", backup.to_str().unwrap()], b"", &env), 2, "HTTP API");
+    let out = run_env(&data, &["backup", backup.to_str().unwrap()], b"", &env);
+    fails(&out, 2, "locked by another process");
+    let msg = stderr(&out);
+    assert!(msg.contains(&format!("`curl -o backup.tar.gz http://{}/v1/snapshot`", server.addr)), "{msg}");
     assert!(!backup.exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no partial archive: {leftovers:?}");
     server.stop();
     assert_eq!(ok(run(&data, &["get", "default", "k"])), b"v", "usable again once the server is gone");
+}
+
+/// A store with two dimensions (so a cut archive can lose a whole one) and the `.tar.gz`
+/// `jessy backup` makes of it.
+fn two_dimension_backup(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let data = dir.join("source");
+    init(&data);
+    let mut input = String::new();
+    for dim in ["default", "second"] {
+        for i in 0..50 {
+            input +=
+                &format!("{{\"dim\":\"{dim}\",\"key\":\"key{i:03}\",\"value\":\"value-{i}-{}\"}}\n", "v".repeat(40));
+        }
+    }
+    ok(run_in(&data, &["load"], input.as_bytes()));
+    let archive = dir.join("backup.tar.gz");
+    ok(run(&data, &["backup", archive.to_str().unwrap()]));
+    let bytes = std::fs::read(&archive).unwrap();
+    (data, bytes)
+}
+
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
+    out
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Each entry of a plain tar: (name, header offset, data offset, size).
+fn tar_entries(tar_bytes: &[u8]) -> Vec<(String, usize, usize, usize)> {
+    let mut ar = tar::Archive::new(tar_bytes);
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            (name, e.raw_header_position() as usize, e.raw_file_position() as usize, e.size() as usize)
+        })
+        .collect()
+}
+
+/// A store holding one key, `keep` = `me`, to restore over with --force: a refused restore
+/// must leave it as it was.
+fn keeper(dir: &Path) -> PathBuf {
+    let data = dir.join("target");
+    init(&data);
+    ok(run(&data, &["put", "default", "keep", "me"]));
+    data
+}
+
+#[track_caller]
+fn untouched(data: &Path) {
+    assert_eq!(ok(run(data, &["get", "default", "keep"])), b"me", "a refused restore changes nothing");
+    fails(&run(data, &["get", "second", "key000"]), 1, "second");
+    assert_eq!(std::fs::read_dir(data.join("temp")).unwrap().count(), 0, "staging removed");
+}
+
+#[test]
+fn restore_checks_the_gzip_checksum_and_reads_the_archive_to_its_end() {
+    let dir = tmp();
+    let (_, good) = two_dimension_backup(dir.path());
+    let target = keeper(dir.path());
+    let restore = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        run(&target, &["restore", "--force", path.to_str().unwrap()])
+    };
+
+    // One changed byte of file data, in a stream whose deflate part is valid: only the
+    // gzip trailer's CRC-32 (here the original's) tells.
+    let mut tar_bytes = gunzip(&good);
+    let (_, _, at, size) = tar_entries(&tar_bytes).into_iter().find(|e| e.0.ends_with("region.mmap")).unwrap();
+    tar_bytes[at + size - 10] ^= 0x01;
+    let mut tampered = gzip(&tar_bytes);
+    let n = tampered.len();
+    tampered[n - 8..n - 4].copy_from_slice(&good[good.len() - 8..good.len() - 4]);
+    let out = restore("tampered.tar.gz", &tampered);
+    fails(&out, 2, "gzip data is damaged");
+    untouched(&target);
+
+    // A flipped bit in the CRC itself, and a trailer cut off.
+    let mut bad_crc = good.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 6] ^= 0x20;
+    fails(&restore("crc.tar.gz", &bad_crc), 2, "matching checksum");
+    untouched(&target);
+    fails(&restore("cut.tar.gz", &good[..good.len() - 4]), 2, "gzip data is damaged");
+    untouched(&target);
+
+    // Garbage after the gzip data is refused; zero padding (which `gzip -d` ignores) and a
+    // second gzip member are fine.
+    let mut garbage = good.clone();
+    garbage.extend_from_slice(b"garbage");
+    fails(&restore("garbage.tar.gz", &garbage), 2, "neither another gzip member nor zero padding");
+    untouched(&target);
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0; 1000]);
+    let out = restore("padded.tar.gz", &padded);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("restored 2 dimension(s) (100 key(s)"), "{}", stdout(&out));
+    let plain = gunzip(&good);
+    let mut two_members = gzip(&plain[..5000]);
+    two_members.extend(gzip(&plain[5000..]));
+    let out = restore("members.tar.gz", &two_members);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(ok(run(&target, &["get", "second", "key049"])), format!("value-49-{}", "v".repeat(40)).as_bytes());
+}
+
+#[test]
+fn restore_refuses_a_tar_without_its_end_of_archive_marker() {
+    let dir = tmp();
+    let (_, good) = two_dimension_backup(dir.path());
+    let target = keeper(dir.path());
+    let plain = gunzip(&good);
+    let entries = tar_entries(&plain);
+    // Cut exactly where the second dimension's first entry starts: every entry before it is
+    // whole, and the first dimension alone opens and verifies.
+    let second = entries
+        .iter()
+        .filter(|e| e.0.trim_end_matches('/').matches('/').count() == 1)
+        .nth(1)
+        .expect("two dimensions")
+        .1;
+    let last = entries.last().unwrap();
+    let data_end = last.2 + last.3.div_ceil(512) * 512;
+    for (name, cut) in
+        [("first-dimension-only.tar", second), ("no-end-marker.tar", data_end), ("one-zero-block.tar", data_end + 512)]
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &plain[..cut]).unwrap();
+        let out = run(&target, &["restore", "--force", path.to_str().unwrap()]);
+        fails(&out, 2, "truncated");
+        assert!(stderr(&out).contains("end-of-archive marker"), "{}", stderr(&out));
+        untouched(&target);
+    }
+    // The same bytes whole restore; so does the archive from standard input.
+    let whole = dir.path().join("whole.tar");
+    std::fs::write(&whole, &plain).unwrap();
+    let out = stdout(&run(&target, &["restore", "--force", whole.to_str().unwrap()]));
+    assert!(out.contains("restored 2 dimension(s) (100 key(s)"), "{out}");
+    // Another archive after the end marker is not "zero padding".
+    let mut twice = plain.clone();
+    twice.extend_from_slice(&plain);
+    let out = run_in(&target, &["restore", "--force", "-"], &twice);
+    fails(&out, 2, "data after its end-of-archive marker");
+}
+
+/// The backup, rewritten without the entries `drop` picks.
+fn archive_without(good: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
+    let plain = gunzip(good);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(&plain[..]);
+    for entry in ar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if drop(&name) {
+            continue;
+        }
+        let header = entry.header().clone();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        builder.append(&header, &body[..]).unwrap();
+    }
+    gzip(&builder.into_inner().unwrap())
+}
+
+#[test]
+fn restore_names_what_an_incomplete_archive_lacks() {
+    let dir = tmp();
+    let data = dir.path().join("source");
+    ok(run_env(&data, &["init"], b"", &SMALL));
+    fill_small(&data, 200, 0);
+    assert!(data.join("consciousness/D01/layers/L00000002.mmap").is_file());
+    let archive = dir.path().join("full.tar.gz");
+    ok(run(&data, &["backup", archive.to_str().unwrap()]));
+    let good = std::fs::read(&archive).unwrap();
+    let target = keeper(dir.path());
+
+    // A layer index.json lists is missing: named as in the archive.
+    let path = dir.path().join("no-layer.tar.gz");
+    std::fs::write(&path, archive_without(&good, |n| n.ends_with("L00000002.mmap"))).unwrap();
+    let out = run_env(&target, &["restore", "--force", path.to_str().unwrap()], b"", &SMALL);
+    fails(&out, 2, "index.json lists 1 file(s) the archive does not have: consciousness/D01/layers/L00000002.mmap");
+    assert_eq!(ok(run(&target, &["get", "default", "keep"])), b"me");
+
+    // A dimension without its index.json (opening would rebuild one from whatever is there).
+    let path = dir.path().join("no-manifest.tar.gz");
+    std::fs::write(&path, archive_without(&good, |n| n.ends_with("D01/index.json"))).unwrap();
+    let out = run_env(&target, &["restore", "--force", path.to_str().unwrap()], b"", &SMALL);
+    fails(&out, 2, "no consciousness/D01/index.json");
+    assert_eq!(ok(run(&target, &["get", "default", "keep"])), b"me");
+}
+
+#[test]
+fn warnings_the_engine_logs_on_open_go_to_stderr_and_stdout_stays_clean() {
+    let dir = tmp();
+    let data = dir.path();
+    ok(run_env(data, &["init"], b"", &SMALL));
+    fill_small(data, 200, 0);
+    let keys = data.join("consciousness/D01/layers/L00000001.keys");
+    let value = format!("{}-0", "x".repeat(100));
+    let warning = "jessy: warning: key index unreadable; rebuilding it from the layer";
+
+    std::fs::remove_file(&keys).unwrap();
+    let out = run_env(data, &["get", "default", "key0001"], b"", &SMALL);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(out.stdout, value.as_bytes(), "standard output is the value alone");
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+    assert!(keys.is_file(), "the open rebuilt it");
+
+    std::fs::remove_file(&keys).unwrap();
+    let out = run_env(data, &["scan", "default", "--json", "--limit", "3"], b"", &SMALL);
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+    for line in stdout(&out).lines() {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!(json["dim"], "default");
+    }
+    assert_eq!(stdout(&out).lines().count(), 3);
+
+    // RUST_LOG overrides the default level.
+    std::fs::remove_file(&keys).unwrap();
+    let env = [SMALL[0], SMALL[1], ("RUST_LOG", "error")];
+    let out = run_env(data, &["get", "default", "key0001"], b"", &env);
+    assert_eq!(out.stdout, value.as_bytes());
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn verify_json_says_whether_the_store_opened() {
+    let dir = tmp();
+    let data = dir.path();
+    ok(run_env(data, &["init"], b"", &SMALL));
+    fill_small(data, 200, 0);
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(run_env(data, &["verify", "--json"], b"", &SMALL))).unwrap();
+    assert_eq!(json["opened"], true, "{json}");
+    for field in ["dimensions", "layers", "records", "bytes", "keys", "problems"] {
+        assert!(json.get(field).is_some(), "{field} missing: {json}");
+    }
+    std::fs::remove_file(data.join("consciousness/D01/layers/L00000002.mmap")).unwrap();
+    let out = run_env(data, &["verify", "--json"], b"", &SMALL);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["opened"], false, "{json}");
+    let problems = json["problems"].as_array().unwrap();
+    assert!(problems[0]["file"].as_str().unwrap().ends_with("L00000002.mmap"), "{json}");
+}
+
+#[test]
+fn a_directory_name_addresses_an_existing_dimension_in_put_and_load_alike() {
+    let dir = tmp();
+    let data = dir.path().join("mmap");
+    init(&data);
+    ok(run(&data, &["put", "D01", "a", "1"]));
+    let out = run(&data, &["put", "D05", "k", "v"]);
+    fails(&out, 1, "create a new one by its name");
+    let line = b"{\"dim\":\"elsewhere\",\"key\":\"b\",\"value\":\"2\"}\n";
+    let out = stdout(&run_in(&data, &["load", "--into", "D01"], line));
+    assert!(out.contains("loaded 1 records"), "{out}");
+    assert_eq!(ok(run(&data, &["get", "default", "b"])), b"2");
+    fails(&run_in(&data, &["load", "--into", "D05"], line), 1, "D05");
+    fails(&run_in(&data, &["load", "--into", "a/b"], line), 2, "invalid dimension name");
+    let dims = stdout(&run(&data, &["dims"]));
+    assert_eq!(dims.lines().count(), 1, "nothing created: {dims}");
+}
+
+#[test]
+fn a_value_too_large_names_exact_sizes_when_they_round_alike() {
+    let dir = tmp();
+    let data = dir.path();
+    init(data);
+    // A 10 MiB value in 10 MiB regions: both sizes round to "10.0 MiB".
+    let value = vec![b'y'; 10 << 20];
+    let out = run_in(data, &["put", "default", "k", "-"], &value);
+    fails(&out, 2, "MMAP_MAX_SIZE");
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("value of 10485760 bytes is larger than MMAP_MAX_SIZE allows (")
+            && msg.contains(" bytes per record)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn serve_blames_the_flag_it_was_given() {
+    let dir = tmp();
+    let data = dir.path().join("mmap");
+    init(&data);
+    let out = Command::new(JESSY)
+        .args(["serve", "--addr", "127.0.0.1:99999", "--data"])
+        .arg(&data)
+        .env_remove("JESSY_ADDR")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(msg.contains("cannot listen on 127.0.0.1:99999 (--addr"), "{msg}");
+}
+
+#[test]
+fn a_store_held_by_another_jessy_command_says_which() {
+    let dir = tmp();
+    let data = dir.path().join("mmap");
+    init(&data);
+    // `jessy load` holds the store while it waits for its standard input.
+    let mut load = Command::new(JESSY)
+        .arg("--data")
+        .arg(&data)
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = format!("pid {}", load.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(data.join("jessy.lock")).unwrap_or_default().trim() != held {
+        assert!(Instant::now() < deadline, "jessy load never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run(&data, &["get", "default", "k"]);
+    fails(&out, 2, "locked by another process");
+    let msg = stderr(&out);
+    assert!(msg.contains(&held) && msg.contains("`jessy load`") && msg.contains("wait for it to finish"), "{msg}");
+    assert!(!msg.contains("jessy serve"), "{msg}");
+    drop(load.stdin.take());
+    assert!(load.wait().unwrap().success());
 }

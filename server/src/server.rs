@@ -38,13 +38,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let store = tokio::task::spawn_blocking(move || Store::open_config(storage))
         .await
         .context("the task opening the store died")?
-        .with_context(|| format!("cannot open the store in {data} (MMAP_BASE_PATH)"))?;
+        .with_context(|| format!("cannot open the store in {data} (--data or MMAP_BASE_PATH)"))?;
 
     let listener = match TcpListener::bind(&config.addr).await {
         Ok(listener) => listener,
         Err(e) => {
             close_store(store).await;
-            return Err(e).with_context(|| format!("cannot listen on {} (JESSY_ADDR)", config.addr));
+            return Err(e).with_context(|| format!("cannot listen on {} (--addr or JESSY_ADDR)", config.addr));
         }
     };
     let addr = listener.local_addr().context("reading the listening address")?;
