@@ -1511,11 +1511,13 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
         Ok(Some(m)) => m,
         Ok(None) => {
             tracing::warn!(dir = %paths.dir.display(), "index.json is missing; rebuilding it from the layer files");
+            keep_damaged_manifest(shared, &paths, false)?;
             rewrite = true;
             rebuild_manifest(shared, &paths, id)?
         }
         Err(e) => {
             tracing::warn!(dir = %paths.dir.display(), error = %e, "index.json is damaged; rebuilding it from the layer files");
+            keep_damaged_manifest(shared, &paths, true)?;
             rewrite = true;
             rebuild_manifest(shared, &paths, id)?
         }
@@ -1914,17 +1916,47 @@ fn rebuild_manifest(shared: &Shared, paths: &DimPaths, id: u32) -> Result<Manife
 }
 
 /// Pulls the name out of a damaged manifest if its JSON still parses.
+/// The name a damaged `index.json` (kept as `index.json.damaged`) still shows: from the
+/// JSON if it parses, else from the text after `"name"`, so that a flipped byte elsewhere
+/// in the file does not cost the dimension its name (an application would find it gone).
 fn recover_name(paths: &DimPaths) -> Option<String> {
-    let bytes = std::fs::read(paths.manifest()).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let name = v.get("name")?.as_str()?.to_string();
+    let bytes = std::fs::read(paths.manifest()).or_else(|_| std::fs::read(paths.damaged_manifest())).ok()?;
+    let name = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) => v.get("name")?.as_str()?.to_string(),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let after = text.split_once("\"name\"")?.1.trim_start().strip_prefix(':')?.trim_start();
+            after.strip_prefix('"')?.split('"').next()?.to_string()
+        }
+    };
     crate::validate_dimension_name(&name).ok().map(|_| name)
 }
 
-/// Creates a dimension's directory under `temp/` and moves it into place, so a crash
-/// leaves either nothing or a complete dimension.
+/// Before a damaged or missing `index.json` is rebuilt: the damaged bytes (or, when it is
+/// missing, a line saying so) are kept in `index.json.damaged`, which `verify` reports until
+/// an operator has checked the dimension and removed it. The rebuild is what keeps the data
+/// reachable, but it cannot know what the lost manifest knew (a layer file lost with it,
+/// the name if unreadable), so it must not pass silently. An earlier `.damaged` file is kept:
+/// it is the first evidence.
+fn keep_damaged_manifest(shared: &Shared, paths: &DimPaths, damaged: bool) -> Result<()> {
+    let io = &*shared.io;
+    let kept = paths.damaged_manifest();
+    if kept.exists() {
+        return Ok(());
+    }
+    if damaged {
+        io.rename(&paths.manifest(), &kept).map_err(Error::io("rename", paths.manifest()))?;
+    } else {
+        let note = b"index.json was missing when the store was opened; it was rebuilt from the layer files\n";
+        let file = io.open(&kept, true).map_err(Error::io("create", &kept))?;
+        file.write_all_at(note, 0).and_then(|()| file.sync_data()).map_err(Error::io("write", &kept))?;
+    }
+    io.sync_dir(&paths.dir).map_err(Error::io("fsync directory", &paths.dir))
+}
+
 /// Creates dimension `id`, whose sequence numbers start above `first_seq_after`
-/// (`Store::new_dimension_floor`).
+/// (`Store::new_dimension_floor`): its directory is made under `temp/` and moved into
+/// place, so a crash leaves either nothing or a complete dimension.
 pub(crate) fn create(shared: &Arc<Shared>, id: u32, name: &str, first_seq_after: u64) -> Result<()> {
     let io = &*shared.io;
     let temp = shared.layout.temp();

@@ -22,6 +22,8 @@ pub(crate) const TEMP: &str = "temp";
 pub(crate) const LOCK_FILE: &str = "jessy.lock";
 pub(crate) const REGION_FILE: &str = "region.mmap";
 pub(crate) const MANIFEST_FILE: &str = "index.json";
+/// A damaged `index.json`, kept after the rebuild for `verify` to report.
+pub(crate) const DAMAGED_MANIFEST_FILE: &str = "index.json.damaged";
 pub(crate) const LAYERS_DIR: &str = "layers";
 
 /// The directory name of dimension `id`: `D01`..`D99`, then `D100`, `D101`, ...
@@ -97,6 +99,10 @@ impl DimPaths {
     }
     pub fn manifest(&self) -> PathBuf {
         self.dir.join(MANIFEST_FILE)
+    }
+    /// Where a damaged `index.json` is kept after it was rebuilt (see `dimension::open`).
+    pub fn damaged_manifest(&self) -> PathBuf {
+        self.dir.join(DAMAGED_MANIFEST_FILE)
     }
     pub fn layers(&self) -> PathBuf {
         self.dir.join(LAYERS_DIR)

@@ -160,6 +160,7 @@ impl Store {
             let inner = dimension::open(&shared, id)?;
             dims.insert(id, Dimension { inner: Arc::new(inner) });
         }
+        check_unique_names(&dims)?;
         if let std::collections::btree_map::Entry::Vacant(slot) = dims.entry(1) {
             dimension::create(&shared, 1, DEFAULT_DIMENSION, 0)?;
             slot.insert(Dimension { inner: Arc::new(dimension::open(&shared, 1)?) });
@@ -483,6 +484,30 @@ impl Drop for StoreInner {
 }
 
 /// The ids of the dimension directories under `consciousness/`.
+/// Two dimensions with one name can only come from a damaged `index.json` that still parsed
+/// (its name taken as it was) or one edited by hand: a name would then read and write
+/// whichever dimension came first. Refused, naming both, rather than guessed.
+fn check_unique_names(dims: &BTreeMap<u32, Dimension>) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, &Dimension> = std::collections::HashMap::new();
+    for d in dims.values() {
+        if let Some(first) = seen.insert(&d.inner.name, d) {
+            return Err(Error::corruption(
+                d.inner.paths().manifest(),
+                0,
+                format!(
+                    "dimensions {} and {} are both named {:?}; a damaged or edited index.json gave one of them the \
+                     other's name (the one with an index.json.damaged, if either has it): remove that one's \
+                     index.json and index.json.damaged, and it opens as dimension-<nn>",
+                    first.dir(),
+                    d.dir(),
+                    d.inner.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn list_dimensions(shared: &Shared) -> Result<Vec<u32>> {
     let dir = shared.layout.consciousness();
     let mut ids = Vec::new();

@@ -56,6 +56,16 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
         Ok(None) => found.push(report_problem(dim.paths.manifest(), 0, "index.json is missing".into())),
         Err(e) => found.push(report_problem(dim.paths.manifest(), 0, e.to_string())),
     }
+    let damaged = dim.paths.damaged_manifest();
+    if damaged.exists() {
+        found.push(report_problem(
+            damaged,
+            0,
+            "index.json was damaged or missing and has been rebuilt from the layer files; check this \
+             dimension's name and contents (a layer file lost with it cannot be detected), then delete this file"
+                .into(),
+        ));
+    }
     let cap = match dim.capture() {
         Ok(c) => c,
         Err(e) => {

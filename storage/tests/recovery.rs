@@ -238,6 +238,47 @@ fn a_damaged_key_index_or_manifest_is_rebuilt() {
     }
     let manifest = std::fs::read_to_string(dir.path().join("consciousness/D01/index.json")).unwrap();
     assert!(manifest.contains("\"name\": \"default\""));
+    // The rebuild keeps the store usable, but it is not silent: the damaged bytes are kept,
+    // and verify reports them until someone has looked.
+    let kept = dir.path().join("consciousness/D01/index.json.damaged");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"{ not json");
+    let report = store.verify();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].file, kept);
+    std::fs::remove_file(&kept).unwrap();
+    assert!(store.verify().is_ok());
+}
+
+#[test]
+fn a_manifest_damaged_anywhere_keeps_its_dimensions_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    store.dimension("sessions").unwrap().put("k", "v").unwrap();
+    store.dimension("other").unwrap().put("k", "w").unwrap();
+    drop(store);
+    let path = dir.path().join("consciousness/D02/index.json");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1] ^= 0x55; // no longer JSON
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(dir.path(), Config::default());
+    assert_eq!(store.dimension("sessions").unwrap().get("k").unwrap().unwrap().as_bytes(), b"v");
+    assert!(store.verify().problems.iter().any(|p| p.file.ends_with("D02/index.json.damaged")));
+    drop(store);
+
+    // A damaged manifest that still parses, naming another dimension: refused, not guessed.
+    let path = dir.path().join("consciousness/D03/index.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"other\"", "\"sessions\"");
+    std::fs::write(&path, text).unwrap();
+    match Store::open_with(dir.path(), Config::default()) {
+        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("both named \"sessions\""), "{reason}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two dimensions named alike opened"),
+    }
+    // What the error says to do works.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(dir.path().join("consciousness/D03/index.json.damaged")).unwrap();
+    let store = open(dir.path(), Config::default());
+    assert_eq!(store.dimension("dimension-3").unwrap().get("k").unwrap().unwrap().as_bytes(), b"w");
 }
 
 #[test]
