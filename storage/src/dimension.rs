@@ -504,6 +504,14 @@ impl Dimension {
         dir_name(self.inner.id)
     }
 
+    /// The largest value one `put` of `key` can store: a record is at most a region
+    /// (`MMAP_MAX_SIZE`), less the file's, the frame's and the entry's headers and the key.
+    /// A larger value fails with [`Error::ValueTooLarge`] naming this number.
+    pub fn max_value_len(&self, key: impl AsRef<[u8]>) -> u64 {
+        let overhead = (FRAME_HEADER_LEN + entry_len(key.as_ref().len(), 0)) as u64;
+        self.inner.max_frame().saturating_sub(overhead)
+    }
+
     /// Stores `value` under `key`; returns the write's version.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Version> {
         self.inner.commit(&[(Kind::Put, key.as_ref(), value.as_ref())], None)

@@ -658,3 +658,17 @@ fn dimensions_start_at_version_1_until_one_is_dropped() {
     assert!(later > high, "{later:?} after a dropped dimension's {high:?}");
     assert_eq!(store.dimension("default").unwrap().put("k", "v").unwrap(), Version(1), "the default keeps its own");
 }
+
+#[test]
+fn max_value_len_is_the_largest_value_a_put_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small(Durability::Immediate));
+    let d = store.dimension("default").unwrap();
+    let max = d.max_value_len("k");
+    d.put("k", vec![7u8; max as usize]).unwrap();
+    match d.put("k", vec![7u8; max as usize + 1]) {
+        Err(Error::ValueTooLarge { max: said, .. }) => assert_eq!(said, max),
+        other => panic!("one byte more: {other:?}"),
+    }
+    assert_eq!(d.max_value_len("kk"), max - 1, "a longer key leaves less room");
+}

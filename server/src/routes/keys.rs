@@ -394,7 +394,7 @@ pub(crate) async fn put(
         // The engine checks a value's size before its condition; a condition this server
         // found failing itself must not be answered 412 before the size is checked either.
         Err(failed) if failed.status == StatusCode::PRECONDITION_FAILED => {
-            return Err(check_fits(&dim, &key, &value, state.config.storage.max_size_bytes()).err().unwrap_or(failed))
+            return Err(check_fits(&dim, &key, &value).err().unwrap_or(failed))
         }
         Err(e) => return Err(e),
     };
@@ -413,41 +413,14 @@ pub(crate) async fn put(
     Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response())
 }
 
-/// Below this much short of the region size (`MMAP_MAX_SIZE`), a value and its key fit in a
-/// record whatever the engine's headers take (a few dozen bytes).
-const SURELY_FITS_MARGIN: u64 = 64 * 1024;
-
 /// `Ok` if the engine would take `value` under `key` as far as its size goes; else its 413
-/// `value_too_large`, as it would answer the same write without a condition (or another
-/// answer it gives first, such as `dimension_not_found` for a dimension dropped meanwhile).
-///
-/// The engine has no call that only checks a size, and its limit per record depends on its
-/// headers and the key. So, for a value near the region size, this asks it to store one
-/// byte more than a whole region under the key: no record is larger than its region, so the
-/// engine refuses that before it takes a lock or looks at the key, with the largest value
-/// it takes under this key. Only a failing conditional write near the limit pays for this.
-fn check_fits(dim: &Dimension, key: &[u8], value: &[u8], region: u64) -> Result<(), ApiError> {
-    let len = value.len() as u64;
-    if len.saturating_add(key.len() as u64).saturating_add(SURELY_FITS_MARGIN) <= region {
-        return Ok(());
+/// `value_too_large`, as it would answer the same write without a condition.
+fn check_fits(dim: &Dimension, key: &[u8], value: &[u8]) -> Result<(), ApiError> {
+    let (len, max) = (value.len() as u64, dim.max_value_len(key));
+    if len > max {
+        return Err(jessy_storage::Error::ValueTooLarge { what: "value", len, max }.into());
     }
-    let Some(oversized) = region.checked_add(1).and_then(|n| usize::try_from(n).ok()) else {
-        return Ok(()); // no value could be as large as such a region
-    };
-    // Zeroed memory: mapped lazily, never written.
-    let probe = vec![0u8; oversized];
-    // `Version(0)` is never a key's version: should the size check ever pass, the write fails.
-    match dim.try_submit_put(key, &probe, Some(Expect::Version(Version(0)))) {
-        Err(jessy_storage::Error::ValueTooLarge { max, .. }) if len > max => {
-            Err(jessy_storage::Error::ValueTooLarge { what: "value", len, max }.into())
-        }
-        Err(jessy_storage::Error::ValueTooLarge { .. }) | Err(jessy_storage::Error::ConditionFailed { .. }) => Ok(()),
-        Err(other) => Err(other.into()),
-        Ok(_) => {
-            tracing::error!(len = oversized, "the engine accepted a value larger than its region");
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 /// Deletes a key: 204 whether or not it had a value. `If-Match` makes it conditional.
