@@ -924,14 +924,26 @@ impl DimInner {
     /// `none` or `periodic`, or one never acknowledged) may have shown its version to a
     /// client as an ETag; opening starts past the reserved block, so that version is never
     /// given to another value, and an `If-Match` holding it cannot succeed by accident.
+    ///
+    /// Under `Immediate` a version reaches a client only once its write is synced, so no
+    /// crash can take it back: the block is a safeguard there, not a need. On a full disk the
+    /// manifest cannot be rewritten, and a store reopened then (every reopen starts a new
+    /// block) would refuse every write, the deletes that would free space included. So under
+    /// `Immediate` a reservation that fails for lack of space is skipped, with a warning, and
+    /// tried again by the next write; after a reopen the numbers go on from the log's highest.
     fn reserve_seqs(&self, w: &mut Writer) -> Result<()> {
         // A seal behind the writer stores its manifest first.
         self.finish_sealing()?;
         let mut manifest = w.manifest.clone();
         manifest.last_seq = w.next_seq - 1 + SEQ_BLOCK;
         manifest.generation += 1;
-        manifest.store(&*self.shared.io, &self.paths.manifest())?;
-        w.manifest = manifest;
+        match manifest.store(&*self.shared.io, &self.paths.manifest()) {
+            Ok(()) => w.manifest = manifest,
+            Err(e) if e.is_disk_full() && self.shared.config.durability == Durability::Immediate => {
+                tracing::warn!(dimension = %self.name, error = %e, "disk full: writing without reserving sequence numbers ahead (safe under immediate durability)");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
