@@ -161,6 +161,15 @@ impl Config {
                 reason: format!("must be between {MIN_REGION_SIZE} bytes and MMAP_MAX_SIZE ({})", self.max_size),
             });
         }
+        if let Durability::Periodic(every) = self.durability {
+            if every < std::time::Duration::from_millis(1) {
+                return Err(Error::InvalidConfig {
+                    name: "JESSY_DURABILITY",
+                    value: format!("periodic {every:?}"),
+                    reason: "the sync interval must be at least 1 ms (for a sync on every write, use immediate)".into(),
+                });
+            }
+        }
         if !(0.0..=1.0).contains(&self.compaction_threshold) {
             return Err(Error::InvalidConfig {
                 name: "compaction_threshold",

@@ -350,6 +350,9 @@ pub(crate) struct Writer {
     /// frame written at exactly this offset gets the synced-before bit (`append_as`,
     /// `write_queued`), which lets recovery tell damage from a torn tail.
     synced_end: u64,
+    /// Where the last sync mark ends (0: none), so that a store opened and closed without
+    /// writes does not add one each time (`write_sync_mark`).
+    mark_end: u64,
     next_seq: u64,
     pub written_seq: u64,
     synced_seq: u64,
@@ -557,7 +560,10 @@ impl Dimension {
     }
 
     /// Stores `value` only if `key`'s current state matches `expect`; otherwise fails with
-    /// [`Error::ConditionFailed`] and writes nothing.
+    /// [`Error::ConditionFailed`] and writes nothing. The condition counts every write before
+    /// it, also those still waiting for their sync under `Immediate`; a failure caused by one
+    /// is returned once that write is durable, so a read right after it sees that write (a
+    /// read-and-retry loop then retries only when it really lost a race).
     pub fn put_if(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, expect: Expect) -> Result<Version> {
         let key = key.as_ref();
         self.inner.commit(&[(Kind::Put, key, value.as_ref())], Some((key, expect)))
@@ -570,12 +576,17 @@ impl Dimension {
     }
 
     /// Applies a batch atomically: after a crash, all of it or none of it is there.
-    /// An empty batch writes nothing and returns the current version.
+    /// An empty batch writes nothing and returns the current version, once every write
+    /// before it is as durable (and so as visible) as a write of its own would be.
     pub fn write(&self, batch: WriteBatch) -> Result<Version> {
         let ops = batch_ops(&batch);
         if ops.is_empty() {
             self.inner.check_live()?;
-            return Ok(Version(self.inner.writer.lock().written_seq));
+            let seq = self.inner.writer.lock().written_seq;
+            if self.inner.shared.config.durability == Durability::Immediate {
+                self.inner.wait_durable(seq)?;
+            }
+            return Ok(Version(seq));
         }
         self.inner.commit(&ops, None)
     }
@@ -587,7 +598,7 @@ impl Dimension {
     pub fn submit_put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Ticket> {
         let key = key.as_ref();
         let seq = self.inner.append(&[(Kind::Put, key, value.as_ref())], expect.map(|e| (key, e)))?;
-        Ok(Ticket { dim: self.inner.clone(), seq })
+        Ok(Ticket::new(self.inner.clone(), seq))
     }
 
     /// [`submit_put`](Self::submit_put) that never waits long: `Ok(None)`, having written
@@ -604,7 +615,7 @@ impl Dimension {
         let key = key.as_ref();
         let seq =
             self.inner.append_as(&[(Kind::Put, key, value.as_ref())], expect.map(|e| (key, e)), Blocking::Never)?;
-        Ok(seq.map(|seq| Ticket { dim: self.inner.clone(), seq }))
+        Ok(seq.map(|seq| Ticket::new(self.inner.clone(), seq)))
     }
 
     /// [`submit_delete`](Self::submit_delete) that never waits; see
@@ -612,7 +623,7 @@ impl Dimension {
     pub fn try_submit_delete(&self, key: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Option<Ticket>> {
         let key = key.as_ref();
         let seq = self.inner.append_as(&[(Kind::Delete, key, &[])], expect.map(|e| (key, e)), Blocking::Never)?;
-        Ok(seq.map(|seq| Ticket { dim: self.inner.clone(), seq }))
+        Ok(seq.map(|seq| Ticket::new(self.inner.clone(), seq)))
     }
 
     /// [`delete`](Self::delete) (or [`delete_if`](Self::delete_if)) that returns a
@@ -620,7 +631,7 @@ impl Dimension {
     pub fn submit_delete(&self, key: impl AsRef<[u8]>, expect: Option<Expect>) -> Result<Ticket> {
         let key = key.as_ref();
         let seq = self.inner.append(&[(Kind::Delete, key, &[])], expect.map(|e| (key, e)))?;
-        Ok(Ticket { dim: self.inner.clone(), seq })
+        Ok(Ticket::new(self.inner.clone(), seq))
     }
 
     /// [`write`](Self::write) that returns a [`Ticket`]; see [`submit_put`](Self::submit_put).
@@ -632,7 +643,7 @@ impl Dimension {
         } else {
             self.inner.append(&ops, None)?
         };
-        Ok(Ticket { dim: self.inner.clone(), seq })
+        Ok(Ticket::new(self.inner.clone(), seq))
     }
 
     /// Key-ordered entries within `range`, double-ended (`.rev()` walks backwards).
@@ -736,8 +747,21 @@ impl DimInner {
 
     /// Validates, encodes, writes and (per durability) syncs one frame.
     fn commit(&self, ops: &[(Kind, &[u8], &[u8])], cond: Option<(&[u8], Expect)>) -> Result<Version> {
-        let seq = self.append(ops, cond)?;
-        if self.shared.config.durability == Durability::Immediate {
+        let immediate = self.shared.config.durability == Durability::Immediate;
+        let seq = match self.append(ops, cond) {
+            Ok(seq) => seq,
+            // Under `Immediate` a condition is checked against writes still waiting for their
+            // sync, which readers cannot see yet: a caller that reads and retries (a
+            // compare-and-set loop) would read the old version again and fail again until that
+            // sync, hundreds of times. Answered once the write that failed it is durable, the
+            // retry reads it.
+            Err(Error::ConditionFailed { expected, current: Some(current) }) if immediate => {
+                let _ = self.wait_durable(current.0);
+                return Err(Error::ConditionFailed { expected, current: Some(current) });
+            }
+            Err(e) => return Err(e),
+        };
+        if immediate {
             self.wait_durable(seq)?;
         }
         Ok(Version(seq))
@@ -888,6 +912,37 @@ impl DimInner {
             self.state.write().refresh_map(w.region.layer_id);
             w.capacity = to;
         }
+        Ok(())
+    }
+
+    /// On close, after the last sync: a sync mark (`record::sync_mark`) after the last frame,
+    /// and synced, so that damage to the frames written since the last synced-before bit is
+    /// reported at the next open rather than cut as a torn tail (docs/FORMAT.md, section 3).
+    /// Best effort: without it, the next open treats the log as before. Not when nothing was
+    /// written since the last mark, or there is no room for one.
+    pub(crate) fn write_sync_mark(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if self.check_live().is_err() || self.shared.is_read_only() {
+            return Ok(());
+        }
+        self.sync_locked(&mut w)?;
+        let at = w.offset;
+        let fits = at + FRAME_HEADER_LEN as u64 <= w.capacity;
+        if w.region.version < 2 || w.synced_end != at || w.mark_end == at || !fits {
+            return Ok(());
+        }
+        let mark = crate::record::sync_mark(w.next_seq - 1);
+        if let Err(e) = w.region.file.write_all_at(&mark, at) {
+            // What landed of it is a torn tail of nothing: cut, losing nothing, at the next open.
+            return Err(Error::Io { op: "write", path: w.region.path(), source: e });
+        }
+        w.offset += FRAME_HEADER_LEN as u64;
+        if let Err(e) = w.region.file.sync_data() {
+            let reason = format!("fdatasync of {} failed: {e}", w.region.path().display());
+            return Err(self.turn_read_only(&mut w, reason));
+        }
+        w.synced_end = w.offset;
+        w.mark_end = w.offset;
         Ok(())
     }
 
@@ -1625,8 +1680,10 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
     let map = region.map();
     let layer = region.layer_id;
     let mut keys = Recorder::default();
+    let mut last_frame_was_mark = false;
     let scan = scan_frames(&map, map.len(), |_, h, entries| {
         max_seq = max_seq.max(h.seq);
+        last_frame_was_mark = entries.is_empty();
         for (off, e) in entries {
             keys.push(e.kind, e.key, e.value.len() as u32, *off as u32, h.seq);
             let loc = (e.kind == Kind::Put).then(|| Loc {
@@ -1692,6 +1749,7 @@ pub(crate) fn open(shared: &Arc<Shared>, id: u32) -> Result<DimInner> {
             lost: Vec::new(),
             capacity,
             synced_end,
+            mark_end: if last_frame_was_mark { scan.end as u64 } else { 0 },
             next_seq: max_seq + 1,
             written_seq: max_seq,
             synced_seq: max_seq,

@@ -41,7 +41,7 @@ pub enum Error {
     MissingFiles(Vec<PathBuf>),
 
     /// Another process holds the store's lock.
-    #[error("{path} is locked by another process ({holder}); stop it, or use its HTTP API instead")]
+    #[error("{}", locked_message(path, holder))]
     Locked {
         /// The lock file.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum Error {
     },
 
     /// A record (or batch) does not fit in one region.
-    #[error("{what} of {} is larger than MMAP_MAX_SIZE allows ({} per record); raise MMAP_MAX_SIZE", human(*.len), human(*.max))]
+    #[error("{what} of {} is larger than MMAP_MAX_SIZE allows ({} per record); raise MMAP_MAX_SIZE", sizes(*.len, *.max).0, sizes(*.len, *.max).1)]
     ValueTooLarge {
         /// "value" or "write batch".
         what: &'static str,
@@ -176,6 +176,32 @@ fn is_disk_full(e: &io::Error) -> bool {
 
 fn display_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Two byte counts to compare, each as [`human`] puts it unless that makes them read alike
+/// ("10.0 MiB" against "10.0 MiB" for a value one byte too large): then in exact bytes.
+fn sizes(a: u64, b: u64) -> (String, String) {
+    let (ha, hb) = (human(a), human(b));
+    if ha == hb && a != b {
+        (format!("{a} bytes"), format!("{b} bytes"))
+    } else {
+        (ha, hb)
+    }
+}
+
+/// The lock's holder, as its file names it; a holder that is this very process has opened the
+/// store already, which "another process" would misstate.
+fn locked_message(path: &std::path::Path, holder: &str) -> String {
+    let me = std::process::id();
+    if holder == format!("pid {me}") {
+        format!(
+            "{} is held by this process (pid {me}), which has the store open already; share that Store (clones are \
+             cheap) instead of opening it again, or close it first",
+            path.display()
+        )
+    } else {
+        format!("{} is locked by another process ({holder}); stop it, or use its HTTP API instead", path.display())
+    }
 }
 
 /// Byte counts the way people read them: "12 MiB", "4096 bytes".

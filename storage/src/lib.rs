@@ -101,11 +101,24 @@ pub mod fuzzing {
     }
 
     /// `record::decode_frame`: for a valid frame at the start of `b`, its sequence number,
-    /// entries and length.
-    pub fn decode_frame(b: &[u8]) -> Result<(u64, Vec<Entry>, usize), String> {
+    /// entries and length, and its synced-before bit.
+    pub fn decode_frame(b: &[u8]) -> Result<(u64, Vec<Entry>, usize, bool), String> {
         let (h, entries) = record::decode_frame(b).map_err(invalid)?;
         let entries = entries.into_iter().map(|(_, e)| (e.kind as u8, e.key.to_vec(), e.value.to_vec())).collect();
-        Ok((h.seq, entries, h.total_len()))
+        Ok((h.seq, entries, h.total_len(), h.synced_before))
+    }
+
+    /// A frame as the engine writes it, with the synced-before bit when asked (a sync mark
+    /// when there are no entries).
+    pub fn encode_frame_marked(seq: u64, entries: &[Entry], synced_before: bool) -> Vec<u8> {
+        if entries.is_empty() && synced_before {
+            return record::sync_mark(seq).to_vec();
+        }
+        let mut b = encode_frame(seq, entries);
+        if synced_before {
+            record::mark_synced_before(&mut b);
+        }
+        b
     }
 
     /// `record::decode_entry`: a valid entry at the start of `b`, and its length.

@@ -269,6 +269,17 @@ pub(crate) fn mark_synced_before(frame: &mut [u8]) {
     frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// A *sync mark*: a frame header with no entries and the synced-before bit, written when a
+/// store is closed (format version 2). It says that every frame before it was synced, which
+/// no later frame says for the last ones; `seq` is the last number used, so it takes none.
+pub(crate) fn sync_mark(seq: u64) -> [u8; FRAME_HEADER_LEN] {
+    let mut b = [0u8; FRAME_HEADER_LEN];
+    b[4..8].copy_from_slice(&crc32(&[]).to_le_bytes());
+    b[8..16].copy_from_slice(&seq.to_le_bytes());
+    mark_synced_before(&mut b);
+    b
+}
+
 /// A decoded frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameHeader {
@@ -305,7 +316,8 @@ pub(crate) fn decode_frame(b: &[u8]) -> Result<(FrameHeader, Vec<(usize, Entry<'
         count: count_field & !SYNCED_BEFORE,
         synced_before: count_field & SYNCED_BEFORE != 0,
     };
-    if header.count == 0 || (header.payload_len as usize) < header.count as usize * ENTRY_HEADER_LEN {
+    let mark = header.count == 0 && header.payload_len == 0 && header.synced_before;
+    if (header.count == 0 && !mark) || (header.payload_len as usize) < header.count as usize * ENTRY_HEADER_LEN {
         return Err(Invalid::Bad("frame count and length disagree"));
     }
     let end = header.total_len();
@@ -405,6 +417,20 @@ mod tests {
         let (off, e) = entries[0];
         assert_eq!(decode_entry(&b[off..]).unwrap().0, e);
         assert!(!h.synced_before);
+    }
+
+    #[test]
+    fn a_sync_mark_is_a_frame_without_entries_and_nothing_else_is() {
+        let mark = sync_mark(41);
+        let (h, entries) = decode_frame(&mark).unwrap();
+        assert_eq!((h.seq, h.count, h.payload_len, h.synced_before), (41, 0, 0, true));
+        assert!(entries.is_empty());
+        // Without the bit, an empty frame is invalid, as in version 1.
+        let mut plain = mark;
+        plain[23] &= 0x7f;
+        let crc = crc32(&plain[4..FRAME_HEADER_LEN]);
+        plain[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_frame(&plain).unwrap_err(), Invalid::Bad("frame count and length disagree"));
     }
 
     #[test]

@@ -124,6 +124,15 @@ impl Store {
         let started = Instant::now();
         config.validate()?;
         let base = path.as_ref().to_path_buf();
+        if base.as_os_str().is_empty() {
+            // `Path::new("")` names no directory: joining it would put the store's files in
+            // the current directory.
+            return Err(Error::InvalidConfig {
+                name: "MMAP_BASE_PATH",
+                value: String::new(),
+                reason: "the data directory path is empty; give a directory, e.g. ./data/mmap".into(),
+            });
+        }
         config.base_path = base.clone();
         let io = config.io.clone();
         let base_existed = base.is_dir();
@@ -477,6 +486,8 @@ impl Drop for StoreInner {
         for d in self.dims.read().values() {
             if let Err(e) = d.inner.sync() {
                 tracing::error!(error = %e, dimension = %d.inner.name, "sync on close failed");
+            } else if let Err(e) = d.inner.write_sync_mark() {
+                tracing::warn!(error = %e, dimension = %d.inner.name, "could not end the log with a sync mark; damage to its last frames would look like a torn tail");
             }
             d.inner.finish_file_threads();
         }

@@ -31,11 +31,30 @@ use crate::{Dimension, Durability, Expect, Result, Version};
 /// What [`Ticket::on_durable`] runs once the write is durable (or can no longer become so).
 pub(crate) type Callback = Box<dyn FnOnce(Result<Version>) + Send>;
 
-/// A write that is in the log; see the module docs.
+/// A write that is in the log; see the module docs. Dropping it without [`wait`](Self::wait)
+/// or [`on_durable`](Self::on_durable) still has the write synced (under `Immediate`, by the
+/// committer thread) and then shown to readers; only the answer is not waited for.
 #[must_use = "a write is acknowledged only once its ticket says it is durable"]
 pub struct Ticket {
     pub(crate) dim: Arc<DimInner>,
     pub(crate) seq: u64,
+    /// Set by `wait` and `on_durable`; a ticket dropped without either still has its write
+    /// made durable (see `Drop`).
+    asked: bool,
+}
+
+/// A ticket dropped without `wait` or `on_durable`: its write is in the log but under
+/// `Immediate` nothing would sync it until some other write does, and until then readers
+/// do not see it while conditions already count it (a compare-and-set on its key would
+/// fail over and over). So the committer is asked to sync it, as for a callback that does
+/// nothing with the answer.
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.asked {
+            self.asked = true;
+            register(&self.dim, self.seq, Box::new(|_| {}), true);
+        }
+    }
 }
 
 impl std::fmt::Debug for Ticket {
@@ -45,6 +64,10 @@ impl std::fmt::Debug for Ticket {
 }
 
 impl Ticket {
+    pub(crate) fn new(dim: Arc<DimInner>, seq: u64) -> Ticket {
+        Ticket { dim, seq, asked: false }
+    }
+
     /// The version the write will have.
     pub fn version(&self) -> Version {
         Version(self.seq)
@@ -52,7 +75,8 @@ impl Ticket {
 
     /// Blocks until the write is as durable as the store's [`Durability`] promises (under
     /// `Immediate`: synced), like the blocking calls do.
-    pub fn wait(self) -> Result<Version> {
+    pub fn wait(mut self) -> Result<Version> {
+        self.asked = true;
         if self.dim.shared.config.durability == Durability::Immediate {
             self.dim.wait_durable(self.seq)?;
         }
@@ -70,31 +94,35 @@ impl Ticket {
 
     /// [`on_durable`](Self::on_durable); `wake` false for the committer itself, which
     /// syncs for the new callback in the round it is in.
-    fn register(self, f: Callback, wake: bool) {
-        let dim = self.dim;
-        if dim.shared.config.durability != Durability::Immediate {
-            return call(f, Ok(Version(self.seq)));
-        }
-        let mut w = dim.writer.lock();
-        if let Some(e) = w.lost(self.seq) {
-            drop(w);
-            return call(f, Err(e));
-        }
-        if w.synced_seq() >= self.seq {
-            drop(w);
-            return call(f, Ok(Version(self.seq)));
-        }
-        if let Err(e) = dim.check_live().and_then(|()| dim.shared.check_writable()) {
-            drop(w);
-            return call(f, Err(e));
-        }
-        w.add_callback(self.seq, f);
+    fn register(mut self, f: Callback, wake: bool) {
+        self.asked = true;
+        register(&self.dim, self.seq, f, wake)
+    }
+}
+
+fn register(dim: &Arc<DimInner>, seq: u64, f: Callback, wake: bool) {
+    if dim.shared.config.durability != Durability::Immediate {
+        return call(f, Ok(Version(seq)));
+    }
+    let mut w = dim.writer.lock();
+    if let Some(e) = w.lost(seq) {
         drop(w);
-        if wake && !dim.committer.wake(&dim) {
-            // No thread could be started: sync here instead (this call blocks, but the
-            // callback is still answered).
-            dim.sync_for_callbacks();
-        }
+        return call(f, Err(e));
+    }
+    if w.synced_seq() >= seq {
+        drop(w);
+        return call(f, Ok(Version(seq)));
+    }
+    if let Err(e) = dim.check_live().and_then(|()| dim.shared.check_writable()) {
+        drop(w);
+        return call(f, Err(e));
+    }
+    w.add_callback(seq, f);
+    drop(w);
+    if wake && !dim.committer.wake(dim) {
+        // No thread could be started: sync here instead (this call blocks, but the
+        // callback is still answered).
+        dim.sync_for_callbacks();
     }
 }
 
@@ -175,7 +203,7 @@ pub(crate) fn drain_inbox(dim: &Arc<DimInner>) {
 fn append_queued(dim: &Arc<DimInner>, q: Queued, wake: bool) {
     let key = q.key.as_slice();
     match dim.append(&[(q.kind, key, (*q.value).as_ref())], q.expect.map(|e| (key, e))) {
-        Ok(seq) => Ticket { dim: dim.clone(), seq }.register(q.f, wake),
+        Ok(seq) => Ticket::new(dim.clone(), seq).register(q.f, wake),
         Err(e) => call(q.f, Err(e)),
     }
 }

@@ -672,3 +672,33 @@ fn max_value_len_is_the_largest_value_a_put_takes() {
     }
     assert_eq!(d.max_value_len("kk"), max - 1, "a longer key leaves less room");
 }
+
+#[test]
+fn misuse_gets_errors_that_say_what_happened() {
+    // An empty path would have put the store's files in the current directory.
+    let before: Vec<_> = std::fs::read_dir(".").unwrap().map(|e| e.unwrap().file_name()).collect();
+    match Store::open_with("", Config::default()) {
+        Err(e @ Error::InvalidConfig { .. }) => assert!(e.to_string().contains("empty"), "{e}"),
+        other => panic!("an empty path: {other:?}"),
+    }
+    let after: Vec<_> = std::fs::read_dir(".").unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "opening an empty path wrote into the current directory");
+
+    // A zero sync interval would spin a thread.
+    let dir = tempfile::tempdir().unwrap();
+    let zero = Config::default().durability(Durability::Periodic(std::time::Duration::ZERO));
+    assert!(matches!(Store::open_with(dir.path(), zero), Err(Error::InvalidConfig { .. })));
+
+    // Opened twice in one process: not "another process".
+    let store = open(dir.path(), small(Durability::Immediate));
+    let again = Store::open_with(dir.path(), Config::default()).expect_err("the lock is held");
+    assert!(again.to_string().contains("this process"), "{again}");
+
+    drop(store);
+    // One byte too large reads as two different numbers (not "10.0 MiB" twice).
+    let store = open(dir.path(), Config::default().max_size(10 << 20));
+    let d = store.dimension("default").unwrap();
+    let max = d.max_value_len("k");
+    let e = d.put("k", vec![0u8; max as usize + 1]).unwrap_err();
+    assert!(e.to_string().contains(&format!("{} bytes", max + 1)), "{e}");
+}

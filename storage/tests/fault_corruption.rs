@@ -39,6 +39,8 @@ struct Pristine {
     /// Every commit in order; the last `in_region` of them are in the active region.
     frames: Vec<Frame>,
     in_region: usize,
+    /// Where the active region's frames end: before the sync mark the close left.
+    records_end: usize,
     config: Config,
 }
 
@@ -63,7 +65,13 @@ impl Pristine {
         files.sort();
         // The active region's frames: walk back from the end of its data.
         let region = &files.iter().find(|(p, _)| p.ends_with("D01/region.mmap")).unwrap().1;
-        let end = region.iter().rposition(|&b| b != 0).map_or(32, |i| i + 1);
+        let mut end = region.iter().rposition(|&b| b != 0).map_or(32, |i| i + 1);
+        // A clean close ends the log with a sync mark: a frame header whose count field is
+        // just the synced-before bit, with no payload.
+        if end >= 32 + 24 && region[end - 4..end] == (1u32 << 31).to_le_bytes() && region[end - 8..end - 4] == [0; 4] {
+            end -= 24;
+        }
+        let records_end = end;
         let mut at = 32;
         let mut in_region = 0;
         while at < end {
@@ -73,7 +81,7 @@ impl Pristine {
         // Frames are walked newest first above only to count them; check the count adds up.
         let total: usize = frames[frames.len() - in_region..].iter().map(frame_len).sum();
         assert_eq!(32 + total, end, "region frames do not add up");
-        Pristine { files, frames, in_region, config }
+        Pristine { files, frames, in_region, records_end, config }
     }
 
     fn file(&self, name: &str) -> usize {
@@ -216,11 +224,15 @@ fn check(p: &Pristine, dir: &Path, damaged: &str, offset: usize) -> Result<Outco
     }
     // A log with all data intact and nothing for verify to find: the damage must have been
     // in preallocated space, past the records (and the active region's was zeroed again).
-    let data_end = pristine.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    // In the active region, damage to the sync mark after the records loses nothing: it is cut
+    // like a torn tail, and the close writes a new one.
+    let region = damaged.ends_with("region.mmap");
+    let data_end = if region { p.records_end } else { pristine.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1) };
     if offset < data_end {
         return Err(format!("damage at {offset} inside the records went unnoticed (records end at {data_end})"));
     }
-    if damaged.ends_with("region.mmap") && (now.len() > pristine.len() || now[..] != pristine[..now.len()]) {
+    let zeroed_after = |from: usize| now.len() <= pristine.len() && now.iter().skip(from).all(|&b| b == 0);
+    if region && (now[..data_end] != pristine[..data_end] || !zeroed_after(data_end + 24)) {
         return Err("garbage past the active region's records was not zeroed".into());
     }
     Ok(Outcome::Harmless)

@@ -15,15 +15,19 @@ use jessy_storage::{Config, Durability, Error, Store, WriteBatch};
 
 /// Frames, entries and log scans.
 pub fn record_decoder(data: &[u8]) {
-    if let Ok((seq, entries, len)) = f::decode_frame(data) {
+    if let Ok((seq, entries, len, synced_before)) = f::decode_frame(data) {
         assert!(len <= data.len(), "frame of {len} bytes decoded from {}", data.len());
-        assert!(!entries.is_empty(), "a frame without entries decoded");
+        assert!(!entries.is_empty() || synced_before, "a frame without entries that is not a sync mark decoded");
         for (kind, key, value) in &entries {
             assert!(*kind == 1 || *kind == 2, "kind {kind}");
             assert!(!key.is_empty() && key.len() <= jessy_storage::MAX_KEY_LEN, "key of {} bytes", key.len());
             assert!(*kind == 1 || value.is_empty(), "a delete with a value");
         }
-        assert_eq!(f::encode_frame(seq, &entries), data[..len], "a valid frame re-encodes to the same bytes");
+        assert_eq!(
+            f::encode_frame_marked(seq, &entries, synced_before),
+            data[..len],
+            "a valid frame re-encodes to the same bytes"
+        );
     }
     if let Ok(((_, key, value), n)) = f::decode_entry(data) {
         assert_eq!(n, 12 + key.len() + value.len());
@@ -38,7 +42,7 @@ pub fn record_decoder(data: &[u8]) {
     // What the scan accepted is a run of valid frames ending exactly at `end`.
     let mut at = 32;
     while at < end {
-        let (_, _, len) = f::decode_frame(&data[at..end]).expect("scan accepted an invalid frame");
+        let (_, _, len, _) = f::decode_frame(&data[at..end]).expect("scan accepted an invalid frame");
         at += len;
     }
     assert_eq!(at, end);
