@@ -152,6 +152,24 @@ async fn invalid_dimension_names_are_400() {
 }
 
 #[tokio::test]
+async fn creating_a_dimension_by_a_directory_name_says_to_give_a_name() {
+    let app = app();
+    for dir in ["D09", "D42", "D100"] {
+        let p = app.put(&format!("/v1/dimensions/{dir}"), Body::empty()).await.problem(404, "dimension_not_found");
+        let detail = p["detail"].as_str().unwrap();
+        // Not "create it first" on a create request: say what D09 is and what to do instead.
+        assert!(!detail.contains("create it first"), "{detail}");
+        assert!(detail.contains(&format!("{dir:?}")) && detail.contains("directory"), "{detail}");
+        assert!(detail.contains("existing dimension") && detail.contains("give it a name"), "{detail}");
+    }
+    // An existing dimension's directory still answers 200, and writes to a missing one keep
+    // the engine's advice.
+    assert_eq!(app.put("/v1/dimensions/D01", Body::empty()).await.status, StatusCode::OK);
+    let p = app.put("/v1/dimensions/D09/keys/k", "v").await.problem(404, "dimension_not_found");
+    assert!(p["detail"].as_str().unwrap().contains("D09"), "{p}");
+}
+
+#[tokio::test]
 async fn compact_answers_what_it_reclaimed() {
     let app = app();
     for i in 0..50 {

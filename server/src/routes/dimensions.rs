@@ -105,7 +105,10 @@ pub(crate) async fn create(State(state): State<AppState>, OriginalUri(uri): Orig
         if let Ok(dim) = store.get_dimension(&name) {
             return Ok((DimensionInfo::from(dim.stats()), false));
         }
-        let (dim, created) = store.create_dimension(&name)?;
+        let (dim, created) = store.create_dimension(&name).map_err(|e| match e {
+            jessy_storage::Error::DimensionNotFound(_) if is_dir_name(&name) => dir_name_not_found(&name),
+            e => ApiError::from(e),
+        })?;
         Ok((DimensionInfo::from(dim.stats()), created))
     })
     .await?;
@@ -116,6 +119,26 @@ pub(crate) async fn create(State(state): State<AppState>, OriginalUri(uri): Orig
     } else {
         Ok((StatusCode::OK, Json(info)).into_response())
     }
+}
+
+/// True for a dimension directory name, `D` + digits (`D07`, `D100`): it addresses an existing
+/// dimension by id and is never a new dimension's name.
+fn is_dir_name(name: &str) -> bool {
+    name.len() > 1 && name.starts_with('D') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// 404 for `PUT /v1/dimensions/D09` when no dimension has directory D09: the engine's "does
+/// not exist; create it first" would send the client round in a circle on a create request.
+fn dir_name_not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "dimension_not_found",
+        format!(
+            "no dimension has the directory {name:?}: a name of the form D + digits (like D09) is a directory id and \
+             only addresses an existing dimension (GET /v1/dimensions lists them); to create a new dimension, give \
+             it a name (for example PUT /v1/dimensions/users)"
+        ),
+    )
 }
 
 /// Drops a dimension and all its data.
