@@ -12,6 +12,8 @@ const JESSY: &str = env!("CARGO_BIN_EXE_jessy");
 struct Server {
     child: Child,
     addr: String,
+    /// The log lines before "listening", as JSON.
+    startup: Vec<serde_json::Value>,
 }
 
 impl Server {
@@ -39,6 +41,7 @@ impl Server {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut startup = Vec::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -54,10 +57,11 @@ impl Server {
             if json["fields"]["message"] == "listening" {
                 break json["fields"]["addr"].as_str().expect("addr field").to_string();
             }
+            startup.push(json);
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in rx {});
-        Server { child, addr }
+        Server { child, addr, startup }
     }
 
     fn url(&self, path: &str) -> String {
@@ -184,6 +188,44 @@ fn a_snapshot_taken_while_serving_restores_with_tar() {
     });
     server.sigterm();
     assert!(server.wait(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn serving_a_directory_without_a_store_says_it_created_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("not-yet-a-store");
+    let created = |server: &Server| {
+        server
+            .startup
+            .iter()
+            .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("created a new, empty store at")))
+            .cloned()
+    };
+
+    let rt = runtime();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let server = Server::start(&data, &[]);
+    let line =
+        created(&server).unwrap_or_else(|| panic!("no \"created a new, empty store\" line: {:?}", server.startup));
+    assert_eq!(line["level"], "WARN", "{line}");
+    let message = line["fields"]["message"].as_str().unwrap();
+    assert!(message.contains(&data.display().to_string()) && message.contains("MMAP_BASE_PATH"), "{message}");
+    rt.block_on(async {
+        let r = client.put(server.url("/v1/dimensions/default/keys/k")).body("v").send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    });
+    server.sigterm();
+    assert!(server.wait(Duration::from_secs(20)).success());
+
+    // The store is there now: a restart opens it without the warning.
+    let server = Server::start(&data, &[]);
+    assert_eq!(created(&server), None, "the second start found the store");
+    rt.block_on(async {
+        let r = client.get(server.url("/v1/dimensions/default/keys/k")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "v");
+    });
+    server.sigterm();
+    assert!(server.wait(Duration::from_secs(20)).success());
 }
 
 #[test]

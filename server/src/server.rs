@@ -34,11 +34,22 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let storage = config.storage.clone();
     let data = storage.base_path_ref().display().to_string();
     let durability = storage.durability_mode();
+    // A data directory without `consciousness/` holds no store: opening creates an empty one
+    // (a fresh Docker volume starts that way). Said loudly, since a mistyped MMAP_BASE_PATH
+    // looks the same.
+    let existed = has_store(storage.base_path_ref());
     // Opening recovers the store (reads manifests, checks tails): blocking work.
     let store = tokio::task::spawn_blocking(move || Store::open_config(storage))
         .await
         .context("the task opening the store died")?
         .with_context(|| format!("cannot open the store in {data} (--data or MMAP_BASE_PATH)"))?;
+    if !existed {
+        tracing::warn!(
+            data = %data,
+            "created a new, empty store at {data}: there was none (no consciousness/ directory); if you meant an \
+             existing store, stop the server and check --data or MMAP_BASE_PATH"
+        );
+    }
 
     let listener = match TcpListener::bind(&config.addr).await {
         Ok(listener) => listener,
@@ -64,6 +75,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     close_store(store).await;
     tracing::info!("stopped");
     served.context("serving HTTP")
+}
+
+/// True when `base` holds a store: its `consciousness/` directory (as `jessy init` decides).
+fn has_store(base: &std::path::Path) -> bool {
+    base.join("consciousness").is_dir()
 }
 
 async fn close_store(store: Store) {
