@@ -39,7 +39,7 @@ pub(crate) fn copy_dimension(io: &dyn Io, dim: &DimInner, dest: &Path) -> Result
     for (layer, seg) in &cap.sealed {
         let target = out.layer(*layer);
         if io.hard_link(&seg.path(), &target).is_err() {
-            write_file(io, &target, &seg.map())?;
+            write_file(io, &target, &seg.map(), &[])?;
         }
         let keys = dim.paths.keys(*layer);
         // The key index is derived data: if it cannot be linked, open rebuilds it.
@@ -47,15 +47,28 @@ pub(crate) fn copy_dimension(io: &dyn Io, dim: &DimInner, dest: &Path) -> Result
             tracing::debug!(file = %keys.display(), "key index not copied into the snapshot; open will rebuild it");
         }
     }
-    write_file(io, &out.region(), &cap.region.map()[..cap.region_end])?;
+    let region = &cap.region.map()[..cap.region_end];
+    // Everything copied was synced (the capture syncs first): a sync mark after it (format
+    // version 2) makes the copy's first open report damage to any of its frames, where it
+    // would otherwise cut damage to the last ones as a torn tail.
+    let mark = (cap.region.version >= 2 && !ends_with_sync_mark(region))
+        .then(|| crate::record::sync_mark(cap.manifest.last_seq));
+    write_file(io, &out.region(), region, mark.as_ref().map_or(&[][..], |m| &m[..]))?;
     io.sync_dir(&out.layers()).map_err(Error::io("fsync directory", out.layers()))?;
     cap.manifest.store(io, &out.manifest())
 }
 
-fn write_file(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
+fn ends_with_sync_mark(log: &[u8]) -> bool {
+    let n = crate::record::FRAME_HEADER_LEN;
+    log.len() >= crate::record::FILE_HEADER_LEN + n
+        && matches!(crate::record::decode_frame(&log[log.len() - n..]), Ok((h, _)) if h.count == 0)
+}
+
+/// Writes `bytes` and then `tail` into a new file at `path`, and syncs it.
+fn write_file(io: &dyn Io, path: &Path, bytes: &[u8], tail: &[u8]) -> Result<()> {
     let f = io.open(path, true).map_err(Error::io("create", path))?;
     let mut at = 0;
-    for chunk in bytes.chunks(4 << 20) {
+    for chunk in bytes.chunks(4 << 20).chain([tail]) {
         f.write_all_at(chunk, at).map_err(Error::io("write", path))?;
         at += chunk.len() as u64;
     }

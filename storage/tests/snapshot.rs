@@ -207,3 +207,39 @@ fn verify_reports_damage_with_file_and_offset_and_changes_nothing() {
     assert!(report.problems.iter().any(|p| p.file.ends_with("L00000002.mmap")), "{:?}", report.problems);
     assert_eq!(snapshot_of_files(&layer), before, "verify changed the file");
 }
+
+/// Everything a snapshot copies was synced, so the copy's active region ends with a sync
+/// mark: damage to its last frame, which a crash could not have torn, is reported when the
+/// copy is opened (a restore's check), not cut off as a torn tail.
+#[test]
+fn damage_to_the_last_frame_of_a_snapshot_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), config());
+    let d = store.dimension("default").unwrap();
+    for i in 0..20 {
+        d.put(format!("key{i:02}"), value(i, 50)).unwrap();
+    }
+    let copy = tempfile::tempdir().unwrap();
+    store.snapshot(copy.path().join("s")).unwrap();
+    // A second snapshot of a region that already ends with a mark adds no other.
+    drop(d);
+    store.close().unwrap();
+    let store = open(dir.path(), config());
+    store.snapshot(copy.path().join("t")).unwrap();
+    let (s, t) = (region(&copy.path().join("s"), "D01"), region(&copy.path().join("t"), "D01"));
+    let (sb, tb) = (std::fs::read(&s).unwrap(), std::fs::read(&t).unwrap());
+    assert_eq!(sb.len(), tb.len(), "one mark each (the second is the close's)");
+    assert_eq!(sb[..sb.len() - 24], tb[..tb.len() - 24]);
+
+    let mut bytes = std::fs::read(&s).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"key19").unwrap() + 20;
+    bytes[at] ^= 0x04;
+    std::fs::write(&s, &bytes).unwrap();
+    match Store::open_with(copy.path().join("s"), config()) {
+        Err(jessy_storage::Error::Corruption { .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(s) => panic!("opened with {} keys", s.dimension("default").unwrap().len()),
+    }
+    // Undamaged, the copy opens with every key.
+    assert_eq!(open(&copy.path().join("t"), config()).dimension("default").unwrap().len(), 20);
+}
