@@ -50,9 +50,9 @@ backup: ## Write a consistent backup of the data directory to BACKUP (default ba
 	$(JESSY) backup $(BACKUP)
 
 .PHONY: restore
-restore: ## Restore BACKUP into an empty data directory (jessy restore --force overwrites)
+restore: ## Restore BACKUP into an empty data directory; FORCE=1 replaces a store that holds data
 	$(CARGO) build --release --locked -p jessy
-	$(JESSY) restore $(BACKUP)
+	$(JESSY) restore $(if $(filter-out 0,$(FORCE)),--force) $(BACKUP)
 
 .PHONY: test
 test: test-unit test-integration test-go test-deploy test-bdd test-api-smoke ## Run the whole test suite (what CI runs)

@@ -84,8 +84,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
 
+    // What this restore creates is removed again if it fails, so a failed restore leaves
+    // nothing behind: not a new data directory (and its parents), nor jessy.lock or temp/ in
+    // an existing one. Dropped after the staging directory, before the lock is released.
+    let mut undo = UndoCreated::before(&base);
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let _lock = DirLock::acquire(&base)?;
+    let _lock = match DirLock::acquire(&base) {
+        Ok(lock) => lock,
+        Err(e) => {
+            // Someone else's store (or a race with one): touch nothing.
+            undo.disarm();
+            return Err(e);
+        }
+    };
+    let mut undo_on_failure = undo.take();
     let staging = base.join("temp").join(format!(
         "restore-{}-{}",
         std::process::id(),
@@ -146,6 +158,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let keys: u64 = stats.dimensions.iter().map(|d| d.keys).sum();
 
     swap_into_place(&staged_root, &base.join("consciousness"), &staging)?;
+    // The restored store is in place: from here on, what was created stays.
+    undo_on_failure.disarm();
     File::open(&base).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", base.display()))?;
     write_readme(&base)?;
     println!(
@@ -456,6 +470,52 @@ impl DirLock {
             .and_then(|()| file.write_all(pid.as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(DirLock { _file: file })
+    }
+}
+
+/// The paths a restore creates in and above the data directory, deleted on drop unless
+/// disarmed: the topmost directory that did not exist (the data directory itself or a parent;
+/// everything under it is the restore's), else `jessy.lock` and `temp/` if they were not there.
+#[derive(Default)]
+struct UndoCreated {
+    paths: Vec<PathBuf>,
+}
+
+impl UndoCreated {
+    /// Notes what does not exist yet, before anything is created.
+    fn before(base: &Path) -> UndoCreated {
+        let mut paths = Vec::new();
+        let top_missing = base.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).last();
+        match top_missing {
+            Some(top) => paths.push(top.to_path_buf()),
+            None => {
+                for name in ["jessy.lock", "temp"] {
+                    let path = base.join(name);
+                    if path.symlink_metadata().is_err() {
+                        paths.push(path);
+                    }
+                }
+            }
+        }
+        UndoCreated { paths }
+    }
+
+    /// Moves the duty into a new value (the one dropped at the right moment).
+    fn take(&mut self) -> UndoCreated {
+        std::mem::take(self)
+    }
+
+    /// Keeps everything.
+    fn disarm(&mut self) {
+        self.paths.clear();
+    }
+}
+
+impl Drop for UndoCreated {
+    fn drop(&mut self) {
+        for path in self.paths.drain(..) {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
     }
 }
 

@@ -501,6 +501,49 @@ fn restore_refuses_a_store_with_data_unless_forced() {
     fails(&run(&b, &["restore", "/no/such/file.tar.gz"]), 2, "/no/such/file.tar.gz");
 }
 
+#[test]
+fn a_failed_restore_leaves_nothing_it_created() {
+    let dir = tmp();
+    let junk = dir.path().join("junk.tar.gz");
+    std::fs::write(&junk, b"this is not a tar file at all, not even close.............").unwrap();
+    // A whole archive that is not a backup: no consciousness/ in it.
+    let empty_tar = dir.path().join("empty.tar.gz");
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(&empty_tar).unwrap(), flate2::Compression::fast());
+    tar::Builder::new(gz).into_inner().unwrap().finish().unwrap();
+
+    for archive in [&junk, &empty_tar] {
+        // A data directory (and a parent) that did not exist: gone again.
+        let new = dir.path().join("new");
+        let data = new.join("mmap");
+        let out = run(&data, &["restore", archive.to_str().unwrap()]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(!new.exists(), "a failed restore left {} behind", new.display());
+
+        // An existing, empty directory (a fresh volume): still there, still empty.
+        let mounted = dir.path().join("mounted");
+        std::fs::create_dir_all(&mounted).unwrap();
+        let out = run(&mounted, &["restore", archive.to_str().unwrap()]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        let left: Vec<_> = std::fs::read_dir(&mounted).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "a failed restore left {left:?} in {}", mounted.display());
+    }
+
+    // The same into a store that exists keeps it as it was (its lock file and temp/ included).
+    let data = dir.path().join("store");
+    init(&data);
+    ok(run(&data, &["put", "default", "k", "v"]));
+    fails(&run(&data, &["restore", "--force", junk.to_str().unwrap()]), 2, "junk.tar.gz");
+    assert!(data.join("jessy.lock").is_file() && data.join("temp").is_dir());
+    assert_eq!(ok(run(&data, &["get", "default", "k"])), b"v");
+
+    // And a restore that succeeds into a new directory keeps what it made.
+    let archive = dir.path().join("good.tar.gz");
+    ok(run(&data, &["backup", archive.to_str().unwrap()]));
+    let fresh = dir.path().join("fresh").join("mmap");
+    ok(run(&fresh, &["restore", archive.to_str().unwrap()]));
+    assert_eq!(ok(run(&fresh, &["get", "default", "k"])), b"v");
+}
+
 /// A `.tar.gz` with one regular entry named `name` (written raw, so `..` and absolute paths
 /// get through) next to a valid-looking `consciousness/` directory.
 fn evil_archive(path: &Path, name: &[u8], kind: tar::EntryType) {
