@@ -221,6 +221,16 @@ pub(crate) enum Invalid {
     Bad(&'static str),
 }
 
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::End => f.write_str("zeros where an entry should start"),
+            Invalid::Truncated => f.write_str("the entry runs past the end of the data"),
+            Invalid::Bad(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Decodes one entry at `b[0..]`; checks its checksum and that it fits in `b`.
 pub(crate) fn decode_entry(b: &[u8]) -> Result<(Entry<'_>, usize), Invalid> {
     if b.len() < ENTRY_HEADER_LEN {

@@ -127,7 +127,7 @@ pub(crate) fn verify_dimension(dim: &DimInner, report: &mut VerifyReport) {
             Ok(_) => {
                 found.push(report_problem(seg.path(), loc.off as u64, "index points at another key's entry".into()))
             }
-            Err(e) => found.push(report_problem(seg.path(), loc.off as u64, format!("{e:?}"))),
+            Err(e) => found.push(report_problem(seg.path(), loc.off as u64, e.to_string())),
         }
     });
     if ordered != state.points.len() {
