@@ -12,6 +12,9 @@ export MMAP_BASE_PATH
 JESSY        := target/release/jessy
 JESSY_API    := api/bin/jessy-api
 BACKUP       ?= backup.tar.gz
+# JESSY_BDD_SKIP makes the Gherkin target (tests/bdd.rs) skip every scenario; only the jessy-test
+# container sets it (no Go there). Never passed to a recipe here, so `make test` runs them all.
+unexport JESSY_BDD_SKIP
 
 .PHONY: help
 help: ## List every target with one line each

@@ -8,7 +8,10 @@
 //! JESSY_API_BIN=api/bin/jessy-api cargo test --test bdd   # use a built gateway
 //! ```
 //!
-//! Without `JESSY_API_BIN`, the gateway is built from `api/` with `go build` first. Each
+//! Without `JESSY_API_BIN`, the gateway is built from `api/` with `go build` first.
+//! `JESSY_BDD_SKIP=<reason>` runs nothing: it lists every scenario as skipped, with the reason,
+//! and succeeds. Only the jessy-test container (docker-compose.yml, an image without Go) sets
+//! it; `make test` never does (the Makefile unexports it). Each
 //! scenario's processes are killed and its directory removed when the scenario ends, whether it
 //! passed or not; a failed one prints the last answer and the services' last log lines.
 //! Scenarios tagged `@needs-cli-backup` run only when this `jessy` has `backup` and `restore`.
@@ -52,6 +55,10 @@ static REPORTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const CONCURRENT_SCENARIOS: usize = 3;
 
 fn main() {
+    if let Some(reason) = std::env::var("JESSY_BDD_SKIP").ok().filter(|r| !r.trim().is_empty()) {
+        skip_all(reason.trim());
+        return;
+    }
     GATEWAY.set(gateway()).expect("set once");
     let cli_backup = jessy_has(&["backup", "restore"]);
     if !cli_backup {
@@ -143,6 +150,32 @@ fn gateway() -> PathBuf {
     std::fs::rename(&partial, &out).expect("move the gateway binary into place");
     eprintln!("bdd: built jessy-api in {:.1?}: {}", started.elapsed(), out.display());
     out
+}
+
+/// `JESSY_BDD_SKIP` is set: names every scenario not run, and why, on standard error.
+fn skip_all(reason: &str) {
+    let features = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/features");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&features)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", features.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "feature"))
+        .collect();
+    files.sort();
+    let mut skipped = Vec::new();
+    for file in &files {
+        let feature = cucumber::gherkin::Feature::parse_path(file, cucumber::gherkin::GherkinEnv::default())
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", file.display()));
+        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let scenarios = feature.scenarios.iter().chain(feature.rules.iter().flat_map(|r| r.scenarios.iter()));
+        skipped.extend(scenarios.map(|s| format!("{name}: {}", s.name)));
+    }
+    eprintln!("bdd: SKIPPED all {} Gherkin scenarios, none was run: JESSY_BDD_SKIP is set ({reason}).", skipped.len());
+    for scenario in &skipped {
+        eprintln!("bdd:   skipped  {scenario}");
+    }
+    eprintln!(
+        "bdd: run them with `make test-bdd` (needs Go, or JESSY_API_BIN=<built jessy-api>) and JESSY_BDD_SKIP unset."
+    );
 }
 
 /// Whether `jessy <sub> --help` succeeds for each subcommand.

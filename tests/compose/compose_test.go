@@ -272,6 +272,33 @@ func TestCommandsExistInImages(t *testing.T) {
 	}
 }
 
+// The test runner's `cargo test --workspace` includes the Gherkin target (tests/bdd.rs), which
+// needs the jessy-api gateway: built with `go build` unless JESSY_API_BIN names one. In an image
+// without Go, the target must be told to skip (JESSY_BDD_SKIP, with its reason), or it fails
+// every run.
+func TestTestRunnerCanRunEveryTarget(t *testing.T) {
+	s := service(t, standard(t)[devFile], test)
+	cmd := strings.Join(s.Command, " ")
+	if !strings.Contains(cmd, "cargo test") {
+		t.Fatalf("jessy-test command %q does not run cargo test", cmd)
+	}
+	if strings.Contains(cmd, "--test ") {
+		return // names its targets: the Gherkin target only if asked for
+	}
+	_, st := stageOf(t, s)
+	bins, _ := st.Binaries()
+	if bins["go"] {
+		return
+	}
+	if v, _ := envValue(s, "JESSY_API_BIN"); v != "" {
+		return
+	}
+	if v, _ := envValue(s, "JESSY_BDD_SKIP"); strings.TrimSpace(v) == "" {
+		t.Errorf("jessy-test runs %q in stage %s, which has no go: the bdd target would fail building the gateway; "+
+			"set JESSY_BDD_SKIP to the reason (tests/bdd.rs lists the skipped scenarios)", cmd, st.Name)
+	}
+}
+
 func TestPortsMatchListenAddresses(t *testing.T) {
 	want := map[string]struct {
 		addrVar, published string
