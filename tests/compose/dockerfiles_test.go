@@ -158,6 +158,8 @@ func TestToolchainPins(t *testing.T) {
 		t.Error("Cargo.toml declares no rust-version")
 	} else if versionLess(rust, m[1]) {
 		t.Errorf("Cargo.toml rust-version %s is newer than the image's RUST_VERSION %s", m[1], rust)
+	} else if d := regexp.MustCompile("`rust-version` ([0-9.]+)").FindStringSubmatch(readRepoFile(t, "docs/DEPLOY.md")); d == nil || d[1] != m[1] {
+		t.Errorf("docs/DEPLOY.md's version pins should say `rust-version` %s as Cargo.toml does; found %q", m[1], d)
 	}
 
 	goVersion := parseDockerfile(t, "api/Dockerfile").GlobalArgs["GO_VERSION"]
