@@ -17,9 +17,9 @@ BACKUP       ?= backup.tar.gz
 unexport JESSY_BDD_SKIP
 
 .PHONY: help
-help: ## List every target with one line each
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
-	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+help: ## List every target with one line each, in the Makefile's order and sections
+	@grep -hE '^([a-zA-Z_-]+:.*?## |## ---- )' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; /^## ---- / {gsub(/^## -+ | -+$$/, ""); printf "%s\n", $$0; next}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 ## ---- local, no Docker -------------------------------------------------------
 
@@ -160,7 +160,10 @@ endef
 up: ## Start jessy-core and jessy-api in Docker, in the background (hot reload)
 	$(compose_warm)
 	$(COMPOSE) up -d jessy-core jessy-api
-	@echo "jessy-core: http://127.0.0.1:8080/health   jessy-api: http://127.0.0.1:3000/api/health"
+	@# The published addresses as compose applied them (JESSY_PUBLISH_HOST, JESSY_*_PORT, .env).
+	@core=$$($(COMPOSE) port jessy-core 8080 2>/dev/null); api=$$($(COMPOSE) port jessy-api 3000 2>/dev/null); \
+	  echo "jessy-core: http://$${core:-127.0.0.1:$${JESSY_CORE_PORT:-8080}}/health" \
+	    "  jessy-api: http://$${api:-127.0.0.1:$${JESSY_API_PORT:-3000}}/api/health"
 
 .PHONY: down
 down: ## Stop and remove the Docker containers (volumes and data are kept)
