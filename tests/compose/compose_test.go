@@ -113,10 +113,10 @@ func TestVolumes(t *testing.T) {
 					{"volume", "target-cache", "/app/target", false},
 					{"volume", "mmap-data", "/app/data/mmap", false},
 				},
+				// The gateway talks to jessy-core over HTTP and never reads the data.
 				api: {
 					{"bind", "api", "/app/api", false},
 					{"volume", "go-cache", "/go/pkg/mod", false},
-					{"volume", "mmap-data", "/app/data/mmap", true},
 				},
 				test: {
 					{"bind", ".", "/app", false},
@@ -132,7 +132,7 @@ func TestVolumes(t *testing.T) {
 			volumes: []string{"mmap-data"},
 			mounts: map[string][]mount{
 				core: {{"volume", "mmap-data", "/app/data/mmap", false}},
-				api:  {{"volume", "mmap-data", "/app/data/mmap", true}},
+				api:  nil,
 			},
 		},
 	}
@@ -360,7 +360,6 @@ func TestEnvironment(t *testing.T) {
 	wantAPI := map[string]string{
 		"JESSY_API_ADDR": "0.0.0.0:3000",
 		"JESSY_CORE_URL": "http://jessy-core:8080",
-		"MMAP_BASE_PATH": "/app/data/mmap",
 	}
 	for file, p := range standard(t) {
 		for name, want := range map[string]map[string]string{core: wantCore, api: wantAPI} {
@@ -369,6 +368,10 @@ func TestEnvironment(t *testing.T) {
 				if got, _ := envValue(s, k); got != v {
 					t.Errorf("%s %s: %s=%q, want %q", file, name, k, got, v)
 				}
+			}
+			// The gateway has no data directory: it reaches the store through jessy-core.
+			if _, declared := s.Environment["MMAP_BASE_PATH"]; name == api && declared {
+				t.Errorf("%s %s: MMAP_BASE_PATH is set, but the gateway never reads it", file, name)
 			}
 			// JESSY_API_TOKEN: declared, unset by default (an empty token is not "unset").
 			if v, declared := s.Environment["JESSY_API_TOKEN"]; !declared {

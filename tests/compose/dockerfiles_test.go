@@ -143,10 +143,6 @@ func TestProductionOwnsDataDirectory(t *testing.T) {
 	if user, _ := prod.Last("USER"); user.Args != "10001:10001" {
 		t.Errorf("production USER %q, want 10001:10001 (jessy)", user.Args)
 	}
-	gw := parseDockerfile(t, "api/Dockerfile").Stage("production")
-	if !anyRun(gw, regexp.MustCompile(`chown 10001:10001 /app/data/mmap`)) {
-		t.Error("jessy-api's mount point must belong to jessy-core's uid, in case it initialises the volume")
-	}
 }
 
 // The images' toolchains must be able to build the code: the official golang images set
