@@ -228,6 +228,19 @@ fn serving_a_directory_without_a_store_says_it_created_one() {
     assert!(server.wait(Duration::from_secs(20)).success());
 }
 
+/// A SIGTERM the moment the "listening" line is out (the signal handlers used to be
+/// installed only when serving began, after it) still ends in a clean close, exit 0.
+#[test]
+fn sigterm_right_after_listening_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..5 {
+        let server = Server::start(dir.path(), &[]);
+        server.sigterm();
+        let status = server.wait(Duration::from_secs(20));
+        assert!(status.success(), "jessy serve ended with {status} on a SIGTERM right after starting");
+    }
+}
+
 #[test]
 fn a_second_server_on_the_same_data_fails_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();

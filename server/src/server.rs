@@ -38,6 +38,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // (a fresh Docker volume starts that way). Said loudly, since a mistyped MMAP_BASE_PATH
     // looks the same.
     let existed = has_store(storage.base_path_ref());
+    // Before anything that takes time: a signal from here on ends in a clean close.
+    let shutdown = shutdown_signal();
     // Opening recovers the store (reads manifests, checks tails): blocking work.
     let store = tokio::task::spawn_blocking(move || Store::open_config(storage))
         .await
@@ -70,7 +72,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     // The service itself, not wrapped in an axum `Router` as `router()` returns it.
     let app = crate::router::app(AppState::new(store.clone(), config.clone()), axum::Router::new());
-    let served = serve_service(listener, app, &config, shutdown_signal()).await;
+    let served = serve_service(listener, app, &config, shutdown).await;
     // Whatever happened while serving, sync and release the lock before returning.
     close_store(store).await;
     tracing::info!("stopped");
