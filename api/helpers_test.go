@@ -235,6 +235,19 @@ func eventually(t *testing.T, check func() error) {
 	}
 }
 
+// waitAnswering waits until the gateway at url answers /api/health (with any status).
+func waitAnswering(t *testing.T, url string) {
+	t.Helper()
+	eventually(t, func() error {
+		resp, err := http.Get(url + "/api/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+}
+
 // accessLogLine waits for the access log line of the request with id.
 func (gw *testGateway) accessLogLine(t *testing.T, id string) map[string]any {
 	t.Helper()

@@ -61,14 +61,7 @@ func TestSIGTERM(t *testing.T) {
 	})
 
 	url := "http://" + addr
-	eventually(t, func() error {
-		resp, err := http.Get(url + "/api/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
+	waitAnswering(t, url)
 
 	type result struct {
 		status int

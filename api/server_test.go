@@ -201,14 +201,7 @@ func TestShutdownDrainDelay(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), ln) }()
-	eventually(t, func() error {
-		resp, err := http.Get(url + "/api/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
+	waitAnswering(t, url)
 
 	start := time.Now()
 	stop()
