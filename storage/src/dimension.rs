@@ -395,6 +395,12 @@ impl Writer {
         self.synced_seq
     }
 
+    /// Whether a frame written at `at` gets the synced-before bit: a sync covered every byte
+    /// before it, and the region's format has the bit (version 2).
+    fn all_synced_before(&self, at: u64) -> bool {
+        self.synced_end == at && self.region.version >= 2
+    }
+
     pub fn add_callback(&mut self, seq: u64, f: crate::ticket::Callback) {
         self.callbacks.push((seq, f));
     }
@@ -837,20 +843,20 @@ impl DimInner {
                 w.queued_from = seq;
             }
             w.queued.extend_from_slice(frame.bytes());
-        } else if let Err(e) = {
-            if w.synced_end == at && w.region.version >= 2 {
+        } else {
+            if w.all_synced_before(at) {
                 frame.mark_synced_before();
             }
-            w.region.file.write_all_at(frame.bytes(), at)
-        } {
-            // Nothing was acknowledged. Zero what may have landed, so the bytes cannot be
-            // read back as a frame later; if even that fails, stop taking writes.
-            let zeros = vec![0u8; frame.len()];
-            if w.region.file.write_all_at(&zeros, at).is_err() {
-                self.shared
-                    .poison(format!("write to {} failed and could not be undone: {e}", w.region.path().display()));
+            if let Err(e) = w.region.file.write_all_at(frame.bytes(), at) {
+                // Nothing was acknowledged. Zero what may have landed, so the bytes cannot be
+                // read back as a frame later; if even that fails, stop taking writes.
+                let zeros = vec![0u8; frame.len()];
+                if w.region.file.write_all_at(&zeros, at).is_err() {
+                    self.shared
+                        .poison(format!("write to {} failed and could not be undone: {e}", w.region.path().display()));
+                }
+                return Err(Error::Io { op: "write", path: w.region.path(), source: e });
             }
-            return Err(Error::Io { op: "write", path: w.region.path(), source: e });
         }
         w.offset += frame.len() as u64;
         w.next_seq += 1;
@@ -1132,7 +1138,7 @@ impl DimInner {
             return Ok(());
         }
         let at = w.offset - w.queued.len() as u64;
-        if w.synced_end == at && w.region.version >= 2 {
+        if w.all_synced_before(at) {
             crate::record::mark_synced_before(&mut w.queued);
         }
         let Err(e) = w.region.file.write_all_at(&w.queued, at) else {
@@ -1942,14 +1948,13 @@ fn sweep_layers_dir(shared: &Shared, paths: &DimPaths, manifest: &Manifest) -> R
     Ok(())
 }
 
-/// Reconstructs a manifest from the files when `index.json` is missing or damaged.
 /// Where the replay of the active region stopped, a crash may have torn the last writes, or
 /// the disk may have damaged bytes that were synced long ago; cutting the log there is right
 /// only in the first case. A valid frame further on with the synced-before bit settles it:
 /// when it was written, everything before it, the stopping point included, was on disk
 /// whole, so the log is damaged there and the frames after it are acknowledged writes.
-/// That is corruption, reported; `Config::salvage` cuts the log anyway, and says how much
-/// it drops. (Without such a frame the stop is taken for a torn tail, as always: after a
+/// That is corruption, reported; `Config::salvage` cuts the log anyway, and logs that the
+/// records after the offset are lost. (Without such a frame the stop is taken for a torn tail, as always: after a
 /// crash, unsynced frames may be missing or garbled in any pattern.)
 fn check_torn_tail(shared: &Shared, region: &Segment, map: &[u8], scan: &segment::Scan) -> Result<()> {
     let Some(found) = segment::synced_frame_after(map, scan.end) else { return Ok(()) };
@@ -1965,6 +1970,7 @@ fn check_torn_tail(shared: &Shared, region: &Segment, map: &[u8], scan: &segment
     Ok(())
 }
 
+/// Reconstructs a manifest from the files when `index.json` is missing or damaged.
 fn rebuild_manifest(shared: &Shared, paths: &DimPaths, id: u32) -> Result<Manifest> {
     let io = &*shared.io;
     let region = Segment::open(io, &paths.region(), id)?;
