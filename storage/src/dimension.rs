@@ -2077,6 +2077,7 @@ impl DimInner {
             manifest,
             region: w.region.clone(),
             region_end: w.written_end() as usize,
+            ends_with_mark: w.mark_end == w.written_end(),
             sealed,
         })
     }

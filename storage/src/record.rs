@@ -306,9 +306,9 @@ impl FrameHeader {
     }
 }
 
-/// Decodes and fully verifies the frame at `b[0..]`: header checksum, payload checksum,
-/// and every entry. Returns the header and the entries' offsets within the frame.
-pub(crate) fn decode_frame(b: &[u8]) -> Result<(FrameHeader, Vec<(usize, Entry<'_>)>), Invalid> {
+/// Decodes and checks the header of the frame at `b[0..]` (its checksum and fields), not its
+/// payload: where a frame that fails as a whole says it ends, when its header is intact.
+pub(crate) fn decode_header(b: &[u8]) -> Result<FrameHeader, Invalid> {
     if b.len() < FRAME_HEADER_LEN {
         return if b.iter().all(|&x| x == 0) { Err(Invalid::End) } else { Err(Invalid::Truncated) };
     }
@@ -330,6 +330,14 @@ pub(crate) fn decode_frame(b: &[u8]) -> Result<(FrameHeader, Vec<(usize, Entry<'
     if (header.count == 0 && !mark) || (header.payload_len as usize) < header.count as usize * ENTRY_HEADER_LEN {
         return Err(Invalid::Bad("frame count and length disagree"));
     }
+    Ok(header)
+}
+
+/// Decodes and fully verifies the frame at `b[0..]`: header checksum, payload checksum,
+/// and every entry. Returns the header and the entries' offsets within the frame.
+pub(crate) fn decode_frame(b: &[u8]) -> Result<(FrameHeader, Vec<(usize, Entry<'_>)>), Invalid> {
+    let header = decode_header(b)?;
+    let h = &b[..FRAME_HEADER_LEN];
     let end = header.total_len();
     if end > b.len() {
         return Err(Invalid::Truncated);

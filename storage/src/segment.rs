@@ -11,8 +11,7 @@ use parking_lot::RwLock;
 
 use crate::io::{Io, IoFile};
 use crate::record::{
-    decode_entry, decode_frame, Entry, FileHeader, FileKind, FrameHeader, Invalid, Kind, FILE_HEADER_LEN,
-    FRAME_HEADER_LEN,
+    decode_entry, decode_frame, decode_header, Entry, FileHeader, FileKind, FrameHeader, Invalid, Kind, FILE_HEADER_LEN,
 };
 use crate::value::ValueRef;
 use crate::{Error, Result, Value, Version};
@@ -123,31 +122,24 @@ pub(crate) struct Scan {
     pub stopped: Option<(usize, &'static str)>,
 }
 
-/// The offset of the first whole, valid frame after `from` whose synced-before bit is set
-/// (`record::SYNCED_BEFORE`), searching every byte offset: past a damaged frame, where the
-/// next one starts is not known. Runs of zeros are skipped, since a header is never all
-/// zeros; the bit is tested before any checksum, so most offsets cost one comparison. Only
-/// opening a region that did not end cleanly calls it (and once over its zeroed tail).
+/// The offset of a valid frame with the synced-before bit (`record::SYNCED_BEFORE`) among
+/// those that follow the frame at `from`, which failed its checks: found by walking from
+/// the end that frame's own header gives, frame by frame, as long as they are valid. Only a
+/// frame whose header is intact says where the next one starts; bytes at other offsets may
+/// be anything, a value holding a copy of a frame included, so they prove nothing (searching
+/// every offset let a stored value, or a copy of a running store's files, pass for evidence).
+/// So damage to a frame's 24-byte header, or zeros where one should be, is taken for a torn
+/// tail, as before this bit existed.
 pub(crate) fn synced_frame_after(log: &[u8], from: usize) -> Option<usize> {
-    let mut at = from.checked_add(1)?;
-    while at + FRAME_HEADER_LEN <= log.len() {
-        // The earliest header that is not all zeros starts within FRAME_HEADER_LEN - 1 bytes
-        // before the next non-zero byte.
-        let nonzero = at + log[at..].iter().position(|&b| b != 0)?;
-        at = at.max(nonzero.saturating_sub(FRAME_HEADER_LEN - 1));
-        while at + FRAME_HEADER_LEN <= log.len() && at <= nonzero + FRAME_HEADER_LEN {
-            let flagged = log[at + 23] & 0x80 != 0;
-            if flagged {
-                if let Ok((header, _)) = decode_frame(&log[at..]) {
-                    if header.synced_before {
-                        return Some(at);
-                    }
-                }
-            }
-            at += 1;
+    let damaged = decode_header(log.get(from..)?).ok()?;
+    let mut at = from.checked_add(damaged.total_len())?;
+    loop {
+        let (header, _) = decode_frame(log.get(at..)?).ok()?;
+        if header.synced_before {
+            return Some(at);
         }
+        at += header.total_len();
     }
-    None
 }
 
 /// Walks the frames of `log[FILE_HEADER_LEN..limit]`, calling `each` for every whole,
@@ -192,23 +184,38 @@ mod tests {
     }
 
     #[test]
-    fn the_search_finds_only_whole_frames_with_the_bit_at_any_offset() {
-        let mut log = vec![0u8; 100];
-        log.extend_from_slice(&[0xAB, 0xFF, 0x80, 0x81, 0x00, 0x7F, 0x80]); // garbage
-        log.extend_from_slice(&frame(5, b"plain", false));
-        log.extend(std::iter::repeat_n(0u8, 333)); // an odd gap
+    fn the_walk_follows_frame_lengths_from_the_damaged_frame_and_trusts_nothing_else() {
+        let mut log = vec![0u8; 32];
+        let damaged_at = log.len();
+        let mut damaged = frame(5, b"damaged", false);
+        let n = damaged.len();
+        damaged[n - 2] ^= 1; // in the payload: the header still says how long the frame is
+        log.extend_from_slice(&damaged);
+        log.extend_from_slice(&frame(6, b"plain", false));
+        // A value that holds a whole frame with the bit, as a stored copy of a log would.
+        let mut b = FrameBuilder::with_capacity(256);
+        let inner = frame(99, b"forged", true);
+        b.push(Kind::Put, b"blob", &inner);
+        let mut holder = b.finish();
+        holder.set_seq(7);
+        log.extend_from_slice(holder.bytes());
         let flagged = log.len();
-        log.extend_from_slice(&frame(6, b"marked", true));
+        log.extend_from_slice(&frame(8, b"marked", true));
         log.extend(std::iter::repeat_n(0u8, 50));
-        assert_eq!(synced_frame_after(&log, 10), Some(flagged));
-        assert_eq!(synced_frame_after(&log, flagged - 1), Some(flagged));
-        assert_eq!(synced_frame_after(&log, flagged), None, "only frames after `from` count");
-        // A flagged frame cut short, or with a damaged byte, is not one.
-        assert_eq!(synced_frame_after(&log[..log.len() - 51], 10), None);
-        let mut damaged = log.clone();
-        damaged[flagged + 30] ^= 1;
-        assert_eq!(synced_frame_after(&damaged, 10), None);
-        assert_eq!(synced_frame_after(&[0u8; 4096], 0), None);
+
+        assert_eq!(synced_frame_after(&log, damaged_at), Some(flagged), "walks past the value, not into it");
+        let without_flagged = &log[..flagged];
+        assert_eq!(synced_frame_after(without_flagged, damaged_at), None, "the copy inside the value proves nothing");
+
+        // No intact header at the stopping point: nothing says where the next frame starts.
+        let mut header_hit = log.clone();
+        header_hit[damaged_at + 9] ^= 1;
+        assert_eq!(synced_frame_after(&header_hit, damaged_at), None);
+        assert_eq!(synced_frame_after(&log, log.len() - 10), None, "zeros");
+        // A break in the chain before the flagged frame ends the walk.
+        let mut broken = log.clone();
+        broken[flagged - 3] ^= 1;
+        assert_eq!(synced_frame_after(&broken, damaged_at), None);
         assert_eq!(synced_frame_after(&[], 0), None);
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Capture {
     pub manifest: Manifest,
     pub region: Arc<Segment>,
     pub region_end: usize,
+    /// The region's records end with a sync mark (the last close left one, nothing since).
+    pub ends_with_mark: bool,
     pub sealed: Vec<(u32, Arc<Segment>)>,
 }
 
@@ -51,17 +53,11 @@ pub(crate) fn copy_dimension(io: &dyn Io, dim: &DimInner, dest: &Path) -> Result
     // Everything copied was synced (the capture syncs first): a sync mark after it (format
     // version 2) makes the copy's first open report damage to any of its frames, where it
     // would otherwise cut damage to the last ones as a torn tail.
-    let mark = (cap.region.version >= 2 && !ends_with_sync_mark(region))
-        .then(|| crate::record::sync_mark(cap.manifest.last_seq));
+    let mark =
+        (cap.region.version >= 2 && !cap.ends_with_mark).then(|| crate::record::sync_mark(cap.manifest.last_seq));
     write_file(io, &out.region(), region, mark.as_ref().map_or(&[][..], |m| &m[..]))?;
     io.sync_dir(&out.layers()).map_err(Error::io("fsync directory", out.layers()))?;
     cap.manifest.store(io, &out.manifest())
-}
-
-fn ends_with_sync_mark(log: &[u8]) -> bool {
-    let n = crate::record::FRAME_HEADER_LEN;
-    log.len() >= crate::record::FILE_HEADER_LEN + n
-        && matches!(crate::record::decode_frame(&log[log.len() - n..]), Ok((h, _)) if h.count == 0)
 }
 
 /// Writes `bytes` and then `tail` into a new file at `path`, and syncs it.

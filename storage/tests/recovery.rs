@@ -170,6 +170,64 @@ fn after_a_clean_close_damage_to_any_frame_is_reported() {
     }
 }
 
+/// A value may hold bytes that are a whole frame with the synced-before bit (a stored copy of
+/// a log, or a client's doing). After a crash that tore the write holding it, the store must
+/// open with that write cut, not be refused as damaged (review: searching every offset after
+/// the stopping point took the copy inside the value for evidence).
+#[test]
+fn a_frame_inside_a_value_is_no_evidence_of_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = jessy_storage::fuzzing::encode_frame_marked(7, &[(1, b"x".to_vec(), b"y".to_vec())], true);
+    let mut blob = vec![0xAAu8; 70_000];
+    blob[40_000..40_000 + inner.len()].copy_from_slice(&inner);
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    d.put("a", "small").unwrap();
+    d.put("blob", &blob).unwrap();
+    drop((d, store));
+    let path = region(dir.path(), "D01");
+    assert!(strip_sync_mark(&path), "as a crash would leave it");
+    // The crash tore the blob's write: a page of it never reached the disk.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"blob").unwrap();
+    bytes[at + 8_192..at + 12_288].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.get("a").unwrap().unwrap().as_bytes(), b"small");
+    assert!(d.get("blob").unwrap().is_none(), "the torn write was cut");
+}
+
+/// `tar` or `rsync` of a running store reads the region front to back: zeros where the log
+/// ended when it got there, then frames written since, some with the synced-before bit. That
+/// copy restores to the prefix before the zeros, as docs/FORMAT.md (section 11) says.
+#[test]
+fn a_front_to_back_copy_of_a_running_store_opens_with_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    for i in 0..20 {
+        d.put(format!("k{i:02}"), value(i, 300)).unwrap();
+    }
+    let path = region(dir.path(), "D01");
+    let early = std::fs::read(&path).unwrap();
+    let x = data_end(&path).div_ceil(4096) * 4096;
+    for i in 20..60 {
+        d.put(format!("k{i:02}"), value(i, 300)).unwrap();
+    }
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let late = std::fs::read(&path).unwrap();
+    let mut torn = early[..x].to_vec();
+    torn.extend_from_slice(&late[x..]);
+    std::fs::write(region(copy.path(), "D01"), torn).unwrap();
+    drop((d, store));
+    let store = open(copy.path(), Config::default());
+    let d = store.dimension("default").unwrap();
+    assert_eq!(d.len(), 20);
+    assert_eq!(d.get("k19").unwrap().unwrap().as_bytes(), value(19, 300));
+}
+
 #[test]
 fn opening_and_closing_without_writes_adds_nothing_to_the_log() {
     let dir = tempfile::tempdir().unwrap();
