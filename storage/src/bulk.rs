@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::builder::LayerBuilder;
 use crate::layout::{dir_name, DimPaths};
 use crate::manifest::Manifest;
-use crate::record::{entry_len, Kind, FILE_HEADER_LEN, FRAME_HEADER_LEN};
+use crate::record::Kind;
 use crate::{region, Dimension, Error, Result, Store};
 
 /// Puts that share one sequence number (and so one frame); a later put of the same key
@@ -61,10 +61,9 @@ impl BulkLoader {
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
         crate::dimension::validate_key(key)?;
-        let max = self.store.config().max_size - (FILE_HEADER_LEN + FRAME_HEADER_LEN) as u64;
-        if entry_len(key.len(), value.len()) as u64 > max {
-            let overhead = entry_len(key.len(), 0) as u64;
-            return Err(Error::ValueTooLarge { what: "value", len: value.len() as u64, max: max - overhead });
+        let max = crate::dimension::max_value_len(self.store.config().max_size, key.len());
+        if value.len() as u64 > max {
+            return Err(Error::ValueTooLarge { what: "value", len: value.len() as u64, max });
         }
         let builder = self.builder.as_mut().ok_or(Error::Closed)?;
         builder.push(Kind::Put, key, value, self.first_seq + self.count / CHUNK)?;

@@ -517,8 +517,7 @@ impl Dimension {
     /// (`MMAP_MAX_SIZE`), less the file's, the frame's and the entry's headers and the key.
     /// A larger value fails with [`Error::ValueTooLarge`] naming this number.
     pub fn max_value_len(&self, key: impl AsRef<[u8]>) -> u64 {
-        let overhead = (FRAME_HEADER_LEN + entry_len(key.as_ref().len(), 0)) as u64;
-        self.inner.max_frame().saturating_sub(overhead)
+        max_value_len(self.inner.shared.config.max_size, key.as_ref().len())
     }
 
     /// Stores `value` under `key`; returns the write's version.
@@ -970,10 +969,16 @@ impl DimInner {
         if w.manifest.dropped_seqs >= seq {
             return Ok(());
         }
+        self.rewrite_manifest(&mut w, |m| m.dropped_seqs = seq)
+    }
+
+    /// Stores the writer's manifest with `change` applied, as a new generation, and takes it
+    /// into use once it is durable.
+    fn rewrite_manifest(&self, w: &mut Writer, change: impl FnOnce(&mut Manifest)) -> Result<()> {
         // A seal behind the writer stores its manifest first.
         self.finish_sealing()?;
         let mut manifest = w.manifest.clone();
-        manifest.dropped_seqs = seq;
+        change(&mut manifest);
         manifest.generation += 1;
         manifest.store(&*self.shared.io, &self.paths.manifest())?;
         w.manifest = manifest;
@@ -993,19 +998,14 @@ impl DimInner {
     /// `Immediate` a reservation that fails for lack of space is skipped, with a warning, and
     /// tried again by the next write; after a reopen the numbers go on from the log's highest.
     fn reserve_seqs(&self, w: &mut Writer) -> Result<()> {
-        // A seal behind the writer stores its manifest first.
-        self.finish_sealing()?;
-        let mut manifest = w.manifest.clone();
-        manifest.last_seq = w.next_seq - 1 + SEQ_BLOCK;
-        manifest.generation += 1;
-        match manifest.store(&*self.shared.io, &self.paths.manifest()) {
-            Ok(()) => w.manifest = manifest,
+        let last_seq = w.next_seq - 1 + SEQ_BLOCK;
+        match self.rewrite_manifest(w, |m| m.last_seq = last_seq) {
             Err(e) if e.is_disk_full() && self.shared.config.durability == Durability::Immediate => {
                 tracing::warn!(dimension = %self.name, error = %e, "disk full: writing without reserving sequence numbers ahead (safe under immediate durability)");
+                Ok(())
             }
-            Err(e) => return Err(e),
+            result => result,
         }
-        Ok(())
     }
 
     /// The version a conditional write compares against: pending writes count, because
@@ -2036,6 +2036,12 @@ fn keep_damaged_manifest(shared: &Shared, paths: &DimPaths, damaged: bool) -> Re
         file.write_all_at(note, 0).and_then(|()| file.sync_data()).map_err(Error::io("write", &kept))?;
     }
     io.sync_dir(&paths.dir).map_err(Error::io("fsync directory", &paths.dir))
+}
+
+/// The largest value a record with a key of `key_len` bytes can hold in a region of
+/// `max_size` bytes (`MMAP_MAX_SIZE`): less the file's, the frame's and the entry's headers.
+pub(crate) fn max_value_len(max_size: u64, key_len: usize) -> u64 {
+    max_size.saturating_sub((FILE_HEADER_LEN + FRAME_HEADER_LEN + entry_len(key_len, 0)) as u64)
 }
 
 /// Creates dimension `id`, whose sequence numbers start above `first_seq_after`
