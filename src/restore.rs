@@ -23,7 +23,6 @@ use jessy_storage::{Error, Store};
 
 use crate::common::{byte_spinner, has_store, is_dir_name, locked, StoreOpts};
 use crate::init::write_readme;
-use crate::verify::problem_text;
 use crate::Failure;
 
 /// The flags of `jessy restore`.
@@ -144,7 +143,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let list: Vec<String> = report
             .problems
             .iter()
-            .map(|p| format!("{} at offset {}: {}", in_archive(&p.file), p.offset, problem_text(&p.what)))
+            .map(|p| format!("{} at offset {}: {}", in_archive(&p.file), p.offset, p.what))
             .collect();
         return Err(anyhow!(
             "the store in {source} is damaged ({} problem(s)); nothing was changed:\n  {}",

@@ -35,12 +35,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             return Err(cannot_open(&base, e, args.json));
         }
     };
-    let mut report = store.verify();
+    let report = store.verify();
     bar.finish_and_clear();
     drop(store);
-    for p in &mut report.problems {
-        p.what = problem_text(&p.what);
-    }
     if args.json {
         // The engine's report, plus `"opened": true` (a store that does not open is reported
         // as `{"opened": false, "problems": [...]}`, see `cannot_open`).
@@ -105,36 +102,4 @@ fn cannot_open(base: &std::path::Path, e: Error, json: bool) -> Failure {
         problems.len(),
         base.display()
     ))
-}
-
-/// A problem's description for people. The engine describes a record that does not decode
-/// with the Rust debug form of its reason (`Bad("entry checksum mismatch")`, `Truncated`,
-/// `End`); this prints the reason itself. Any other text is kept as it is.
-pub fn problem_text(what: &str) -> String {
-    match what {
-        "Truncated" => return "the entry runs past the end of the data".into(),
-        "End" => return "zeros where an entry should start".into(),
-        _ => {}
-    }
-    let quoted = what.strip_prefix("Bad(").and_then(|rest| rest.strip_suffix(')'));
-    match quoted.and_then(|q| serde_json::from_str::<String>(q).ok()) {
-        Some(reason) => reason,
-        None => what.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_forms_of_reasons_read_as_text() {
-        assert_eq!(problem_text(r#"Bad("entry checksum mismatch")"#), "entry checksum mismatch");
-        assert_eq!(problem_text("Truncated"), "the entry runs past the end of the data");
-        assert_eq!(
-            problem_text("key index entry does not match the layer"),
-            "key index entry does not match the layer"
-        );
-        assert_eq!(problem_text("Bad(unquoted)"), "Bad(unquoted)");
-    }
 }
