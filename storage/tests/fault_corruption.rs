@@ -66,9 +66,8 @@ impl Pristine {
         // The active region's frames: walk back from the end of its data.
         let region = &files.iter().find(|(p, _)| p.ends_with("D01/region.mmap")).unwrap().1;
         let mut end = region.iter().rposition(|&b| b != 0).map_or(32, |i| i + 1);
-        // A clean close ends the log with a sync mark: a frame header whose count field is
-        // just the synced-before bit, with no payload.
-        if end >= 32 + 24 && region[end - 4..end] == (1u32 << 31).to_le_bytes() && region[end - 8..end - 4] == [0; 4] {
+        // A clean close ends the log with a sync mark.
+        if ends_with_sync_mark(&region[..end]) {
             end -= 24;
         }
         let records_end = end;

@@ -120,15 +120,10 @@ fn damage_in_the_middle_of_the_region_is_reported_not_cut() {
     bytes[flip] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    match Store::open_with(dir.path(), Config::default()) {
-        Err(Error::Corruption { file, offset, reason }) => {
-            assert_eq!(file, path);
-            assert!(offset < flip as u64 && offset + 200 > flip as u64, "offset {offset}, flipped {flip}");
-            assert!(reason.contains("not torn by a crash"), "{reason}");
-        }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("a damaged region opened"),
-    }
+    let (file, offset, reason) = open_corrupt(dir.path(), Config::default());
+    assert_eq!(file, path);
+    assert!(offset < flip as u64 && offset + 200 > flip as u64, "offset {offset}, flipped {flip}");
+    assert!(reason.contains("not torn by a crash"), "{reason}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "the failed open changed the region");
 
     // Salvage keeps what comes before the damage, as it does for sealed layers.
@@ -159,13 +154,8 @@ fn after_a_clean_close_damage_to_any_frame_is_reported() {
         let at = bytes.windows(4).position(|w| w == format!("k{frame:03}").as_bytes()).unwrap() + 10;
         bytes[at] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
-        match Store::open_with(dir.path(), Config::default().durability(durability)) {
-            Err(Error::Corruption { offset, .. }) => assert!(offset < at as u64, "{durability:?}, frame {frame}"),
-            Err(e) => panic!("{durability:?}, frame {frame}: wrong error {e}"),
-            Ok(s) => {
-                panic!("{durability:?}, frame {frame}: opened with {} keys", s.dimension("default").unwrap().len())
-            }
-        }
+        let (_, offset, _) = open_corrupt(dir.path(), Config::default().durability(durability));
+        assert!(offset < at as u64, "{durability:?}, frame {frame}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "the failed open changed the region");
     }
 }
@@ -377,11 +367,8 @@ fn a_manifest_damaged_anywhere_keeps_its_dimensions_name() {
     let path = dir.path().join("consciousness/D03/index.json");
     let text = std::fs::read_to_string(&path).unwrap().replace("\"other\"", "\"sessions\"");
     std::fs::write(&path, text).unwrap();
-    match Store::open_with(dir.path(), Config::default()) {
-        Err(Error::Corruption { reason, .. }) => assert!(reason.contains("both named \"sessions\""), "{reason}"),
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("two dimensions named alike opened"),
-    }
+    let (_, _, reason) = open_corrupt(dir.path(), Config::default());
+    assert!(reason.contains("both named \"sessions\""), "{reason}");
     // What the error says to do works.
     std::fs::remove_file(&path).unwrap();
     std::fs::remove_file(dir.path().join("consciousness/D03/index.json.damaged")).unwrap();

@@ -434,7 +434,7 @@ fn a_failed_sync_answers_enqueued_writes_with_the_error_and_they_never_show() {
 #[test]
 fn a_dropped_ticket_still_makes_its_write_durable_and_visible() {
     let dir = tempfile::tempdir().unwrap();
-    let store = jessy_storage::Store::open_with(dir.path(), jessy_storage::Config::default()).unwrap();
+    let store = open(dir.path(), Config::default());
     let d = store.dimension("default").unwrap();
     d.put("n", "0").unwrap();
     drop(d.submit_put("n", "1", None).unwrap());
@@ -452,7 +452,7 @@ fn a_dropped_ticket_still_makes_its_write_durable_and_visible() {
 #[test]
 fn compare_and_set_loops_do_not_spin_on_unsynced_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = jessy_storage::Store::open_with(dir.path(), jessy_storage::Config::default()).unwrap();
+    let store = open(dir.path(), Config::default());
     let d = store.dimension("default").unwrap();
     d.put("n", "0").unwrap();
     let (threads, each) = (4, 50);
@@ -464,9 +464,9 @@ fn compare_and_set_loops_do_not_spin_on_unsynced_writes() {
                     loop {
                         let v = d.get("n").unwrap().unwrap();
                         let n: u64 = std::str::from_utf8(v.as_bytes()).unwrap().parse().unwrap();
-                        match d.put_if("n", (n + 1).to_string(), jessy_storage::Expect::Version(v.version())) {
+                        match d.put_if("n", (n + 1).to_string(), Expect::Version(v.version())) {
                             Ok(_) => break,
-                            Err(jessy_storage::Error::ConditionFailed { .. }) => {
+                            Err(Error::ConditionFailed { .. }) => {
                                 retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                             Err(e) => panic!("{e}"),

@@ -33,16 +33,31 @@ pub fn data_end(path: &Path) -> usize {
 pub fn strip_sync_mark(path: &Path) -> bool {
     let mut b = std::fs::read(path).unwrap();
     let end = data_end(path);
-    let Some(at) = end.checked_sub(24).filter(|&at| at >= 32) else { return false };
-    let h = &b[at..end];
-    let count = u32::from_le_bytes(h[20..24].try_into().unwrap());
-    let payload_len = u32::from_le_bytes(h[16..20].try_into().unwrap());
-    if count != 1 << 31 || payload_len != 0 || crc32fast::hash(&h[4..24]).to_le_bytes() != h[0..4] {
+    if !ends_with_sync_mark(&b[..end]) {
         return false;
     }
-    b[at..end].fill(0);
+    b[end - 24..end].fill(0);
     std::fs::write(path, b).unwrap();
     true
+}
+
+/// Whether `log` (a region's bytes up to the end of its data) ends with a sync mark: a frame
+/// header whose count field is just the synced-before bit, with no payload.
+pub fn ends_with_sync_mark(log: &[u8]) -> bool {
+    let Some(at) = log.len().checked_sub(24).filter(|&at| at >= 32) else { return false };
+    let h = &log[at..];
+    let count = u32::from_le_bytes(h[20..24].try_into().unwrap());
+    let payload_len = u32::from_le_bytes(h[16..20].try_into().unwrap());
+    count == 1 << 31 && payload_len == 0 && crc32fast::hash(&h[4..24]).to_le_bytes() == h[0..4]
+}
+
+/// Opens `dir`, which must fail with `Error::Corruption`; returns its file, offset and reason.
+pub fn open_corrupt(dir: &Path, config: Config) -> (PathBuf, u64, String) {
+    match Store::open_with(dir, config) {
+        Err(jessy_storage::Error::Corruption { file, offset, reason }) => (file, offset, reason),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(s) => panic!("a damaged store opened, with {} keys in default", s.dimension("default").unwrap().len()),
+    }
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
